@@ -1,0 +1,11 @@
+#pragma once
+// controld's HTTP API: the admin JSON API (Bearer admin token), /healthz and /metrics.
+
+#include "controld/context.h"
+#include "wsa/http/router.h"
+
+namespace wsa::controld {
+
+http::Router makeAdminRouter(ServiceContext& ctx);
+
+}  // namespace wsa::controld

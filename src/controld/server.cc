@@ -1,0 +1,232 @@
+#include "controld/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/security/server_credentials.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "controld/admin_api.h"
+#include "controld/context.h"
+#include "wsa/common/fs.h"
+#include "wsa/common/logging.h"
+#include "wsa/common/secret.h"
+#include "wsa/http/server.h"
+#include "wsa/net/address.h"
+#include "wsa/version.h"
+
+namespace wsa::controld {
+
+std::string defaultDataDir() {
+  if (::geteuid() == 0) return "/var/lib/wsa-controld";
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+    return std::string(x) + "/wsa-controld";
+  }
+  return homeDirectory() + "/.local/state/wsa-controld";
+}
+
+class Controld::Impl {
+ public:
+  ControldOptions options;
+  Config config;
+  std::shared_ptr<spdlog::logger> log = logging::get("controld");
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Hub> hub;
+  Metrics metrics;
+  ServiceContext ctx;
+  std::unique_ptr<grpc::Service> agent_service;
+  std::unique_ptr<grpc::Service> overlay_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  asio::io_context io;
+  std::unique_ptr<http::Server> http_server;
+  std::string grpc_address;
+  std::string http_address;
+  std::thread shutdown_thread;  // runs gRPC's blocking Shutdown off the loop
+
+  Status start();
+  // Closes streams, drains in-flight calls (bounded by the grace period), stops gRPC. Blocks.
+  void stopGrpc();
+  void shutdown();
+  bool grpc_stopped = false;
+};
+
+void Controld::Impl::stopGrpc() {
+  if (grpc_stopped) return;
+  grpc_stopped = true;
+  ctx.shutting_down = true;
+  if (hub) hub->shutdown("server is shutting down");
+  auto deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (ctx.inflight > 0 || (hub && hub->openStreamCount() > 0))) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (ctx.inflight > 0 || (hub && hub->openStreamCount() > 0)) {
+    log->warn("{} call(s) and {} stream(s) still open after {} ms; cancelling them",
+              ctx.inflight.load(), hub ? hub->openStreamCount() : 0, options.shutdown_grace.count());
+  }
+  if (grpc_server) {
+    grpc_server->Shutdown(std::chrono::system_clock::now());
+    grpc_server->Wait();
+  }
+}
+
+Status Controld::Impl::start() {
+  // Identities: agents get their persistent id and overlay addresses from the store.
+  std::vector<AgentIdentity> identities;
+  for (const auto& ac : config.agents) {
+    AgentRecord rec = store->ensureAgent(ac.name);
+    ctx.agent_configs[rec.id] = &ac;
+    ctx.agent_records[rec.id] = rec;
+    ctx.identities[sha256Hex(ac.token)] = Principal{Principal::Kind::kAgent, ac.name, rec.id};
+    AgentIdentity id{rec.id, ac.name, {rec.ipv4, rec.ipv6}, {}};
+    id.allowed_users.insert(ac.allowed_users.begin(), ac.allowed_users.end());
+    identities.push_back(std::move(id));
+  }
+  for (const auto& u : config.users) {
+    ctx.identities[sha256Hex(u.token)] = Principal{Principal::Kind::kUser, u.name, ""};
+  }
+  store->resetConnected(std::chrono::system_clock::now());
+  if (config.banner && !store->banner()) {
+    store->setBanner(*config.banner, std::chrono::system_clock::now());
+  }
+  Hub::Callbacks cb;
+  cb.on_agent_connection = [this](const std::string& agent_id, bool connected) {
+    try {
+      store->setConnected(agent_id, connected, std::chrono::system_clock::now());
+    } catch (const std::exception& e) {
+      log->error("recording agent connection state: {}", e.what());
+    }
+    static std::atomic<int> count{0};
+    count += connected ? 1 : -1;
+    metrics.setConnectedAgents(count.load());
+  };
+  hub = std::make_unique<Hub>(std::move(identities), std::move(cb));
+
+  ctx.config = &config;
+  ctx.store = store.get();
+  ctx.hub = hub.get();
+  ctx.metrics = &metrics;
+  ctx.log = log;
+  ctx.version = WSA_VERSION;
+  agent_service = makeAgentService(ctx);
+  overlay_service = makeOverlayService(ctx);
+
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    if (options.tls_cert.empty() || options.tls_key.empty()) {
+      return makeError("--tls-cert and --tls-key must be given together");
+    }
+    auto cert = readFile(options.tls_cert);
+    if (!cert) return makeError("TLS certificate " + cert.error());
+    auto key = readFile(options.tls_key);
+    if (!key) return makeError("TLS key " + key.error());
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+
+  auto parsed = net::parseListenAddress(options.grpc_listen);
+  if (!parsed) return makeError("--grpc-listen: " + parsed.error());
+  std::string target = options.grpc_listen;
+  if (parsed->is_unix) {
+    target = "unix:" + parsed->path;
+  } else if (parsed->host.empty()) {
+    target = "[::]:" + std::to_string(parsed->port);
+  }
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(target, creds, parsed->is_unix ? nullptr : &bound_port);
+  builder.RegisterService(agent_service.get());
+  builder.RegisterService(overlay_service.get());
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  grpc_server = builder.BuildAndStart();
+  if (!grpc_server || (!parsed->is_unix && bound_port == 0)) {
+    return makeError("cannot serve gRPC on " + options.grpc_listen +
+                     " (address in use, or not allowed)");
+  }
+  grpc_address = parsed->is_unix ? "unix:" + parsed->path
+                                 : net::joinHostPort(parsed->host.empty() ? "::" : parsed->host,
+                                                     static_cast<uint16_t>(bound_port));
+
+  http::ServerOptions hopts;
+  http_server = std::make_unique<http::Server>(io, makeAdminRouter(ctx), hopts);
+  auto bound = http_server->listen(options.http_listen);
+  if (!bound) return makeError("--http-listen: " + bound.error());
+  http_address = *bound;
+
+  log->info("serving gRPC on {}{} and HTTP on {}; {} agent(s), {} user(s) configured",
+            grpc_address, options.tls_cert.empty() ? "" : " (TLS)", http_address,
+            config.agents.size(), config.users.size());
+  if (!options.ready_file.empty()) {
+    nlohmann::json ready = {{"grpc", grpc_address}, {"http", http_address}, {"pid", ::getpid()}};
+    auto st = writeFileAtomic(options.ready_file, ready.dump() + "\n");
+    if (!st) return makeError("--ready-file: " + st.error());
+  }
+  return Status::success();
+}
+
+void Controld::Impl::shutdown() {
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  stopGrpc();
+  if (http_server) http_server->stop();
+  log->info("stopped");
+  logging::flush();
+}
+
+Result<std::unique_ptr<Controld>> Controld::create(ControldOptions options, Config config) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  impl->config = std::move(config);
+  if (impl->options.data_dir.empty()) impl->options.data_dir = defaultDataDir();
+  if (impl->options.db_path.empty()) {
+    auto st = makeDirs(impl->options.data_dir, 0700);
+    if (!st) return makeError("--data-dir: " + st.error());
+    impl->options.db_path = impl->options.data_dir + "/controld.db";
+  }
+  auto store = Store::open(impl->options.db_path);
+  if (!store) return makeError(impl->options.db_path + ": " + store.error());
+  impl->store = std::move(*store);
+  auto st = impl->start();
+  if (!st) {
+    impl->shutdown();
+    return makeError(st.error());
+  }
+  return std::unique_ptr<Controld>(new Controld(std::move(impl)));
+}
+
+Controld::Controld(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Controld::~Controld() = default;
+
+int Controld::run() {
+  asio::signal_set signals(impl_->io, SIGINT, SIGTERM);
+  signals.async_wait([this](std::error_code ec, int sig) {
+    if (ec) return;
+    impl_->log->info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    // gRPC's Shutdown blocks; run it off the loop so HTTP keeps answering meanwhile.
+    impl_->log->info("shutting down: closing streams, then draining calls (up to {} ms)",
+                     impl_->options.shutdown_grace.count());
+    impl_->shutdown_thread = std::thread([this] {
+      impl_->stopGrpc();
+      asio::post(impl_->io, [this] {
+        impl_->http_server->stop();
+        impl_->io.stop();
+      });
+    });
+  });
+  impl_->io.run();
+  impl_->shutdown();
+  return 0;
+}
+
+}  // namespace wsa::controld
