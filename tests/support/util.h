@@ -1,0 +1,37 @@
+#pragma once
+// Small test utilities: temporary directories, waiting on conditions with deadlines, files.
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+namespace wsa::test {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Re-evaluates `condition` (every `poll`) until it holds or the deadline passes. Use for state
+// that changes outside the test's control (another process); returns whether it held.
+bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds poll = std::chrono::milliseconds(10));
+
+std::string readText(const std::string& path);
+bool pathExists(const std::string& path);
+void writeText(const std::string& path, const std::string& text);
+// A random token suitable for configs (32 hex chars).
+std::string randomHex(size_t bytes = 16);
+// Scales test deadlines for slow builds (sanitizers): WSA_TEST_TIMEOUT_SCALE.
+std::chrono::milliseconds scaled(std::chrono::milliseconds d);
+
+}  // namespace wsa::test
