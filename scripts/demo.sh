@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The main job: installs dependencies, builds (Release), and runs the reference control server
+# with an example workspace on loopback. Ctrl-C stops it.
+#
+#   scripts/demo.sh            state in build/demo (config, database, logs)
+#   WSA_DEMO_DIR=/some/dir scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+scripts/install-deps.sh
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/wsa-ccache}"
+echo "==> building (Release)"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSA_BUILD_TESTS=OFF >/dev/null
+cmake --build build/release -j "${WSA_JOBS:-2}"
+
+demo="${WSA_DEMO_DIR:-$root/build/demo}"
+mkdir -p "$demo"
+chmod 700 "$demo"
+bin="$root/build/release/src"
+if [ ! -f "$demo/controld.json" ]; then
+  (umask 077; "$bin/controld" --example-config > "$demo/controld.json")
+fi
+grpc="127.0.0.1:${WSA_DEMO_GRPC_PORT:-7070}"
+http="127.0.0.1:${WSA_DEMO_HTTP_PORT:-7080}"
+admin_token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$demo/controld.json")
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+rm -f "$demo/controld.ready"
+"$bin/controld" --config "$demo/controld.json" --data-dir "$demo/data" \
+  --grpc-listen "$grpc" --http-listen "$http" --ready-file "$demo/controld.ready" \
+  2> >(tee -a "$demo/controld.log" >&2) &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$demo/controld.ready" ] && break; sleep 0.1; done
+[ -s "$demo/controld.ready" ] || { echo "controld did not start; see $demo/controld.log" >&2; exit 1; }
+
+cat <<MSG
+
+==> controld is running
+    gRPC (agents, clients):  http://$grpc
+    admin API:               http://$http   (token in $demo/controld.json)
+
+    Try:
+      curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents
+      curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents/dev
+      curl -s -X PUT -H 'Authorization: Bearer $admin_token' \\
+           -d '{"enabled":true,"message":"hello"}' http://$http/api/v1/banner
+      curl -s http://$http/metrics
+
+    Ctrl-C stops everything. State: $demo
+MSG
+wait

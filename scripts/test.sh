@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds and runs every test: a Debug build (warnings are errors) and an
+# ASan+UBSan build of the same tests. This is the command CI runs (.ci/run).
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh --quick         Debug build only (no sanitizer build)
+#   scripts/test.sh --label unit    only tests labelled unit (or integration)
+#   scripts/test.sh --no-deps       skip the apt-get step
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0; label=""; deps=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --label) label="$2"; shift ;;
+    --no-deps) deps=0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+[ $deps -eq 1 ] && scripts/install-deps.sh
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/wsa-ccache}"
+jobs="${WSA_JOBS:-2}"
+ctest_args=(--output-on-failure -j "$jobs" --timeout 300)
+[ -n "$label" ] && ctest_args+=(-L "$label")
+
+build() {  # build <dir> <extra cmake args...>
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+start=$(date +%s)
+echo "==> Debug build (-Werror)"
+build build/debug
+echo "==> Debug tests"
+(cd build/debug && ctest "${ctest_args[@]}")
+
+if [ $quick -eq 0 ]; then
+  echo "==> ASan+UBSan build"
+  build build/asan -DWSA_SANITIZE=ON
+  echo "==> ASan+UBSan tests"
+  (cd build/asan && \
+   ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
+   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+   LSAN_OPTIONS="suppressions=$PWD/../../scripts/lsan.supp:print_suppressions=0" \
+   WSA_TEST_TIMEOUT_SCALE=3 ctest "${ctest_args[@]}")
+fi
+echo "==> all tests passed in $(( $(date +%s) - start )) s"
