@@ -369,6 +369,8 @@ struct BadConfig {
   std::string expected;
 };
 
+void PrintTo(const BadConfig& b, std::ostream* os) { *os << b.name; }
+
 class ControldBadConfig : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(ControldBadConfig, DoesNotStartAndSaysWhy) {

@@ -62,6 +62,8 @@ struct Bad {
   std::string expected;  // substring of the error
 };
 
+void PrintTo(const Bad& b, std::ostream* os) { *os << b.name; }
+
 class ConfigErrors : public ::testing::TestWithParam<Bad> {};
 
 TEST_P(ConfigErrors, NameFileFieldAndProblem) {

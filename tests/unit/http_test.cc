@@ -63,6 +63,8 @@ struct BadCase {
   int status;
 };
 
+void PrintTo(const BadCase& b, std::ostream* os) { *os << b.status << " for " << b.input; }
+
 class ParserErrors : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(ParserErrors, AnswerWithStatus) {
