@@ -1,6 +1,8 @@
 #include "wsa/common/time.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <ctime>
 
 namespace wsa {
@@ -87,6 +89,46 @@ std::optional<SystemTime> parseRfc3339(std::string_view s) {
   tm.tm_sec = ss;
   int64_t secs = static_cast<int64_t>(timegm(&tm)) - offset_s;
   return fromUnixNanos(secs * 1000000000 + frac_ns);
+}
+
+}  // namespace wsa
+
+namespace wsa {
+
+std::optional<std::chrono::nanoseconds> parseDuration(std::string_view s) {
+  if (s == "0") return std::chrono::nanoseconds(0);
+  if (s.empty()) return std::nullopt;
+  double total = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+    if (i == start) return std::nullopt;
+    double v = std::strtod(std::string(s.substr(start, i - start)).c_str(), nullptr);
+    size_t u = i;
+    while (i < s.size() && !((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+    std::string_view unit = s.substr(u, i - u);
+    double mult = 0;
+    if (unit == "ns") mult = 1;
+    else if (unit == "us" || unit == "µs") mult = 1e3;
+    else if (unit == "ms") mult = 1e6;
+    else if (unit == "s") mult = 1e9;
+    else if (unit == "m") mult = 60e9;
+    else if (unit == "h") mult = 3600e9;
+    else return std::nullopt;
+    total += v * mult;
+  }
+  return std::chrono::nanoseconds(static_cast<int64_t>(total));
+}
+
+std::string formatDuration(std::chrono::nanoseconds d) {
+  using namespace std::chrono;
+  auto ns = d.count();
+  if (ns % 3600000000000LL == 0 && ns != 0) return std::to_string(ns / 3600000000000LL) + "h";
+  if (ns % 60000000000LL == 0 && ns != 0) return std::to_string(ns / 60000000000LL) + "m";
+  if (ns % 1000000000LL == 0) return std::to_string(ns / 1000000000LL) + "s";
+  if (ns % 1000000LL == 0) return std::to_string(ns / 1000000LL) + "ms";
+  return std::to_string(ns) + "ns";
 }
 
 }  // namespace wsa

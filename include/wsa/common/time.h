@@ -20,3 +20,9 @@ int64_t toUnixNanos(SystemTime t);
 SystemTime fromUnixNanos(int64_t nanos);
 
 }  // namespace wsa
+
+namespace wsa {
+// Go-style durations: "72h", "1h30m", "10s", "250ms", "1.5s". Zero may be written "0".
+std::optional<std::chrono::nanoseconds> parseDuration(std::string_view text);
+std::string formatDuration(std::chrono::nanoseconds d);
+}  // namespace wsa
