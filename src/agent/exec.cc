@@ -1,0 +1,275 @@
+#include "agent/exec.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "wsa/common/fs.h"
+#include "wsa/common/strings.h"
+
+namespace wsa::agent {
+
+std::string ExitStatus::text() const {
+  if (code >= 0) return "exit status " + std::to_string(code);
+  const char* name = ::sigdescr_np(signal);
+  return std::string("signal: ") + (name != nullptr ? toLower(name) : std::to_string(signal));
+}
+
+ChildPriority computeChildPriority(std::optional<int> explicit_oom,
+                                   std::optional<int> explicit_nice) {
+  ChildPriority p;
+  if (explicit_oom) {
+    p.oom_score_adj = *explicit_oom;
+  } else {
+    int own = 0;
+    std::ifstream f("/proc/self/oom_score_adj");
+    if (f >> own) {
+      p.oom_score_adj = own < 0 ? 0 : (own >= 998 ? 1000 : 998);
+    }
+  }
+  if (explicit_nice) {
+    p.nice = *explicit_nice;
+  } else {
+    errno = 0;
+    int own = ::getpriority(PRIO_PROCESS, 0);
+    if (errno == 0) p.nice = std::min(own + 5, 19);
+  }
+  return p;
+}
+
+std::string resolveProgram(const std::string& name, const std::vector<std::string>& env) {
+  if (name.find('/') != std::string::npos) return name;
+  std::string path;
+  for (const auto& kv : env) {
+    if (kv.rfind("PATH=", 0) == 0) path = kv.substr(5);
+  }
+  if (path.empty()) {
+    const char* p = std::getenv("PATH");
+    path = p != nullptr ? p : "/usr/local/bin:/usr/bin:/bin";
+  }
+  for (const auto& dir : split(path, ':')) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0 && !isDirectory(candidate)) return candidate;
+  }
+  return name;
+}
+
+namespace {
+
+class ProcessImpl final : public Process, public std::enable_shared_from_this<ProcessImpl> {
+ public:
+  ProcessImpl(asio::io_context& io, pid_t pid, int pidfd, int out_fd, int err_fd, Callbacks cb)
+      : pid_(pid), pidfd_(io, pidfd), out_(io, out_fd), cb_(std::move(cb)) {
+    if (err_fd >= 0) err_.emplace(io, err_fd);
+  }
+  ~ProcessImpl() override {
+    std::error_code ec;
+    pidfd_.close(ec);
+    out_.close(ec);
+    if (err_) err_->close(ec);
+    if (!exited_) {
+      // Never leave a zombie: if we are dropped before the exit, reap it (blocking only if
+      // the caller killed it already).
+      ::waitpid(pid_, nullptr, WNOHANG);
+    }
+  }
+
+  void begin() {
+    read(false);
+    if (err_) read(true);
+    waitExit();
+  }
+
+  pid_t pid() const override { return pid_; }
+  bool exited() const override { return exited_; }
+  void signalGroup(int sig) override {
+    if (!exited_ || group_may_live_) ::kill(-pid_, sig);
+  }
+  void closePipes() override {
+    std::error_code ec;
+    if (out_.is_open()) {
+      out_.close(ec);
+      eof(false);
+    }
+    if (err_ && err_->is_open()) {
+      err_->close(ec);
+      eof(true);
+    }
+  }
+
+ private:
+  void read(bool is_err) {
+    auto& d = is_err ? *err_ : out_;
+    char* buf = is_err ? err_buf_ : out_buf_;
+    d.async_read_some(asio::buffer(buf, kBuf),
+                      [self = shared_from_this(), is_err, buf](std::error_code ec, size_t n) {
+                        if (n > 0) {
+                          auto& fn = is_err ? self->cb_.on_stderr : self->cb_.on_stdout;
+                          if (fn) fn(std::string_view(buf, n));
+                        }
+                        if (ec) {
+                          if (ec != asio::error::operation_aborted) self->eof(is_err);
+                          return;
+                        }
+                        self->read(is_err);
+                      });
+  }
+  void eof(bool is_err) {
+    bool& flag = is_err ? err_eof_ : out_eof_;
+    if (flag) return;
+    flag = true;
+    if (cb_.on_eof) cb_.on_eof(is_err);
+  }
+  void waitExit() {
+    pidfd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                      [self = shared_from_this()](std::error_code ec) {
+                        if (ec == asio::error::operation_aborted) return;
+                        int st = 0;
+                        pid_t r = ::waitpid(self->pid_, &st, WNOHANG);
+                        if (r == 0) {
+                          self->waitExit();
+                          return;
+                        }
+                        ExitStatus es;
+                        if (r == self->pid_) {
+                          if (WIFEXITED(st)) {
+                            es.code = WEXITSTATUS(st);
+                          } else if (WIFSIGNALED(st)) {
+                            es.signal = WTERMSIG(st);
+                          }
+                        }
+                        self->exited_ = true;
+                        // Descendants may still run in the group (background children).
+                        self->group_may_live_ = true;
+                        if (self->cb_.on_exit) self->cb_.on_exit(es);
+                      });
+  }
+
+  static constexpr size_t kBuf = 16384;
+  pid_t pid_;
+  asio::posix::stream_descriptor pidfd_;
+  asio::posix::stream_descriptor out_;
+  std::optional<asio::posix::stream_descriptor> err_;
+  Callbacks cb_;
+  char out_buf_[kBuf];
+  char err_buf_[kBuf];
+  bool exited_ = false;
+  bool group_may_live_ = false;
+  bool out_eof_ = false;
+  bool err_eof_ = false;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Command& cmd,
+                                              Process::Callbacks callbacks) {
+  if (cmd.argv.empty()) return makeError("empty command");
+  std::string program = resolveProgram(cmd.argv[0], cmd.env);
+  // Everything the child needs is prepared before fork: it only makes system calls.
+  std::vector<std::string> args = cmd.argv;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> envs = cmd.env;
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string oom_text = cmd.priority.oom_score_adj ? std::to_string(*cmd.priority.oom_score_adj) : "";
+
+  int out[2], err[2] = {-1, -1}, status[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return makeError(std::string("pipe: ") + std::strerror(errno));
+  if (!cmd.merge_stderr && ::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return makeError(std::string("pipe: ") + std::strerror(errno));
+  }
+  if (::pipe2(status, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    if (err[0] >= 0) {
+      ::close(err[0]);
+      ::close(err[1]);
+    }
+    return makeError(std::string("pipe: ") + std::strerror(errno));
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int e = errno;
+    for (int fd : {out[0], out[1], err[0], err[1], status[0], status[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return makeError(std::string("fork: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    ::setsid();
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(out[1], 1);
+    ::dup2(cmd.merge_stderr ? out[1] : err[1], 2);
+    // Default signal handling and an empty mask for the new program.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+    if (!oom_text.empty()) {
+      int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
+      if (fd >= 0) {
+        (void)!::write(fd, oom_text.data(), oom_text.size());
+        ::close(fd);
+      }
+    }
+    if (cmd.priority.nice) ::setpriority(PRIO_PROCESS, 0, *cmd.priority.nice);
+    if (!cmd.cwd.empty() && ::chdir(cmd.cwd.c_str()) != 0) {
+      int e = errno;
+      (void)!::write(status[1], &e, sizeof(e));
+      _exit(127);
+    }
+    // Nothing of the agent's leaks into the child (sockets, other pipes); the status pipe
+    // stays until exec (it is close-on-exec) to report an exec failure.
+    auto keep = static_cast<unsigned>(status[1]);
+    if (keep > 3) ::syscall(SYS_close_range, 3u, keep - 1, 0u);
+    ::syscall(SYS_close_range, keep + 1, ~0u, 0u);
+    ::execve(program.c_str(), argv.data(), envp.data());
+    int e = errno;
+    (void)!::write(status[1], &e, sizeof(e));
+    _exit(127);
+  }
+  ::close(out[1]);
+  if (err[1] >= 0) ::close(err[1]);
+  ::close(status[1]);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status[0], &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(status[0]);
+  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+    ::waitpid(pid, nullptr, 0);
+    ::close(out[0]);
+    if (err[0] >= 0) ::close(err[0]);
+    return makeError("cannot start " + program + (cmd.cwd.empty() ? "" : " in " + cmd.cwd) + ": " +
+                     std::strerror(child_errno));
+  }
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(out[0]);
+    if (err[0] >= 0) ::close(err[0]);
+    return makeError(std::string("pidfd_open: ") + std::strerror(errno));
+  }
+  auto p = std::make_shared<ProcessImpl>(io, pid, pidfd, out[0], err[0], std::move(callbacks));
+  p->begin();
+  return std::shared_ptr<Process>(p);
+}
+
+}  // namespace wsa::agent

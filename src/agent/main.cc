@@ -1,0 +1,257 @@
+// agent: the workspace agent daemon.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <iostream>
+
+#include "agent/agent.h"
+#include "agent/grpc_api.h"
+#include "agent/http_get.h"
+#include "agent/local_api.h"
+#include "agent/metrics.h"
+#include "agent/reaper.h"
+#include "wsa/common/fs.h"
+#include "wsa/common/logging.h"
+#include "wsa/common/strings.h"
+#include "wsa/control/url.h"
+#include "wsa/http/server.h"
+#include "wsa/version.h"
+
+namespace {
+
+std::string tempDir() {
+  const char* t = std::getenv("TMPDIR");
+  return t != nullptr && *t != '\0' ? t : "/tmp";
+}
+
+// CLI11 validator for Go-style durations.
+struct DurationOption {
+  std::string text;
+  std::chrono::nanoseconds value;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace wsa;
+  CLI::App app{"agent " WSA_VERSION
+               " — the wsa workspace agent.\nKeeps a connection to the control server, runs the "
+               "workspace's scripts, reports its state, and serves the workspace.\nEvery flag can "
+               "also be set through the environment variable shown."};
+  std::string url, token, token_file, ca_file;
+  std::string log_dir = tempDir(), script_data_dir = tempDir();
+  std::string log_level = "info", log_format = "text";
+  std::string prometheus_address = "127.0.0.1:2112", debug_address = "127.0.0.1:2113";
+  std::string ssh_max_timeout = "72h";
+  std::string subsystems;
+  std::string banner_refresh = "2m", metadata_interval = "1s", script_wait_delay = "10s";
+  std::string stop_scripts_timeout = "10m", flush_timeout = "5s", backoff_cap = "10s";
+  bool no_reap = false;
+  bool prio = false;
+  std::optional<int> oom_score, nice_score;
+  size_t log_queue_bytes = 1u << 20;
+
+  app.add_option("--url", url, "Control server URL: http://host:port, https://host:port or unix:/path")
+      ->envname("WSA_AGENT_URL");
+  app.add_option("--token", token,
+                 "Agent token (prefer --token-file: a flag shows in the process list)")
+      ->envname("WSA_AGENT_TOKEN");
+  app.add_option("--token-file", token_file, "File holding the agent token (re-read on every call)")
+      ->envname("WSA_AGENT_TOKEN_FILE");
+  app.add_option("--ca-file", ca_file, "PEM CA certificates to trust for https URLs (default: system roots)")
+      ->envname("WSA_AGENT_CA_FILE");
+  app.add_option("--log-dir", log_dir, "Directory for the agent log and script logs")
+      ->capture_default_str()->envname("WSA_AGENT_LOG_DIR");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->capture_default_str()->envname("WSA_AGENT_LOG_LEVEL");
+  app.add_option("--log-format", log_format, "text or json (stderr and the log file)")
+      ->capture_default_str()->envname("WSA_AGENT_LOG_FORMAT");
+  app.add_option("--script-data-dir", script_data_dir,
+                 "Directory for script data (wsa-script-data/ with bin/ and one folder per script)")
+      ->capture_default_str()->envname("WSA_AGENT_SCRIPT_DATA_DIR");
+  app.add_option("--prometheus-address", prometheus_address,
+                 "Where to serve Prometheus metrics (loopback; empty disables)")
+      ->capture_default_str()->envname("WSA_AGENT_PROMETHEUS_ADDRESS");
+  app.add_option("--debug-address", debug_address,
+                 "Where to serve the debug endpoints (loopback; empty disables)")
+      ->capture_default_str()->envname("WSA_AGENT_DEBUG_ADDRESS");
+  app.add_option("--ssh-max-timeout", ssh_max_timeout,
+                 "SSH sessions: keepalive interval is a third of this (for the SSH server)")
+      ->capture_default_str()->envname("WSA_AGENT_SSH_MAX_TIMEOUT");
+  app.add_option("--subsystem", subsystems, "Comma-separated subsystems to report: envbox, envbuilder, exectrace")
+      ->envname("WSA_AGENT_SUBSYSTEM");
+  app.add_flag("--proc-prio-mgmt", prio,
+               "Give child processes a lower priority than the agent (nice +5, OOM score 998)")
+      ->envname("WSA_PROC_PRIO_MGMT");
+  app.add_option("--proc-oom-score", oom_score, "OOM score for child processes (with --proc-prio-mgmt)")
+      ->envname("WSA_PROC_OOM_SCORE");
+  app.add_option("--proc-nice-score", nice_score, "Niceness for child processes (with --proc-prio-mgmt)")
+      ->envname("WSA_PROC_NICE_SCORE");
+  app.add_option("--banner-refresh-interval", banner_refresh, "How often to refresh the banners")
+      ->capture_default_str()->envname("WSA_AGENT_BANNER_REFRESH_INTERVAL");
+  app.add_option("--metadata-interval", metadata_interval,
+                 "Metadata tick: collection and reporting cadence")
+      ->capture_default_str()->envname("WSA_AGENT_METADATA_INTERVAL");
+  app.add_option("--script-wait-delay", script_wait_delay,
+                 "After a script exits, how long to wait for background processes holding its output")
+      ->capture_default_str()->envname("WSA_AGENT_SCRIPT_WAIT_DELAY");
+  app.add_option("--stop-scripts-timeout", stop_scripts_timeout,
+                 "Upper bound on running stop scripts at shutdown")
+      ->capture_default_str()->envname("WSA_AGENT_STOP_SCRIPTS_TIMEOUT");
+  app.add_option("--shutdown-flush-timeout", flush_timeout,
+                 "At shutdown, how long to wait for the final state and logs to be delivered")
+      ->capture_default_str()->envname("WSA_AGENT_SHUTDOWN_FLUSH_TIMEOUT");
+  app.add_option("--backoff-cap", backoff_cap, "Longest wait between reconnection attempts")
+      ->capture_default_str()->envname("WSA_AGENT_BACKOFF_CAP");
+  app.add_option("--log-queue-bytes", log_queue_bytes, "Bound on script output queued for sending")
+      ->capture_default_str()->envname("WSA_AGENT_LOG_QUEUE_BYTES");
+  app.add_flag("--no-reap", no_reap, "Do not act as a zombie reaper when running as PID 1");
+  app.set_version_flag("--version", WSA_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  if (int code = agent::maybeRunReaper(argc, argv, no_reap); code >= 0) return code;
+
+  auto fail = [](const std::string& msg) {
+    std::cerr << "agent: " << msg << "\n";
+    return 2;
+  };
+  if (url.empty()) return fail("--url (or WSA_AGENT_URL) is required");
+  auto parsed_url = control::parseControlUrl(url);
+  if (!parsed_url) return fail(parsed_url.error());
+  if (!token.empty() && !token_file.empty()) return fail("give --token or --token-file, not both");
+  if (token.empty() && token_file.empty()) {
+    return fail("a token is required: --token-file FILE (or WSA_AGENT_TOKEN_FILE), or --token");
+  }
+  if (!token_file.empty()) {
+    auto t = readFile(token_file, 64 * 1024);
+    if (!t) return fail("--token-file: " + t.error());
+    if (trim(*t).empty()) return fail("--token-file: " + token_file + " is empty");
+  }
+  auto dur = [&](const std::string& name, const std::string& text) -> std::optional<Duration> {
+    auto d = parseDuration(text);
+    if (!d) {
+      std::cerr << "agent: " << name << ": \"" << text
+                << "\" is not a duration (examples: 500ms, 10s, 5m, 72h)\n";
+      return std::nullopt;
+    }
+    return std::chrono::duration_cast<Duration>(*d);
+  };
+  agent::AgentOptions opts;
+  opts.version = WSA_VERSION;
+  opts.log_dir = log_dir;
+  opts.script_data_dir = script_data_dir;
+  opts.manage_priority = prio;
+  opts.child_oom_score = oom_score;
+  opts.child_nice = nice_score;
+  opts.log_queue_bytes = log_queue_bytes;
+  auto d1 = dur("--banner-refresh-interval", banner_refresh);
+  auto d2 = dur("--metadata-interval", metadata_interval);
+  auto d3 = dur("--script-wait-delay", script_wait_delay);
+  auto d4 = dur("--stop-scripts-timeout", stop_scripts_timeout);
+  auto d5 = dur("--shutdown-flush-timeout", flush_timeout);
+  auto d6 = dur("--backoff-cap", backoff_cap);
+  auto d7 = dur("--ssh-max-timeout", ssh_max_timeout);
+  if (!d1 || !d2 || !d3 || !d4 || !d5 || !d6 || !d7) return 2;
+  opts.banner_refresh = *d1;
+  opts.metadata_tick = *d2;
+  opts.script_wait_delay = *d3;
+  opts.stop_scripts_timeout = *d4;
+  opts.flush_timeout = *d5;
+  opts.backoff_cap = *d6;
+  for (const auto& s : split(subsystems, ',')) {
+    std::string n = toLower(std::string(trim(s)));
+    if (n.empty()) continue;
+    if (n == "envbox") {
+      opts.subsystems.push_back(agent::v1::SUBSYSTEM_ENVBOX);
+    } else if (n == "envbuilder") {
+      opts.subsystems.push_back(agent::v1::SUBSYSTEM_ENVBUILDER);
+    } else if (n == "exectrace") {
+      opts.subsystems.push_back(agent::v1::SUBSYSTEM_EXECTRACE);
+    } else {
+      return fail("--subsystem: unknown subsystem \"" + n + "\" (want envbox, envbuilder, exectrace)");
+    }
+  }
+
+  if (auto st = makeDirs(log_dir, 0755); !st) return fail("--log-dir: " + st.error());
+  logging::Options lopts;
+  lopts.level = log_level;
+  auto fmt = logging::parseFormat(log_format);
+  if (!fmt) return fail("--log-format: " + fmt.error());
+  lopts.format = *fmt;
+  std::string log_file = log_dir + "/wsa-agent.log";
+  lopts.file = log_file;
+  if (auto st = logging::init(lopts); !st) return fail(st.error());
+  auto log = logging::get("main");
+
+  ::signal(SIGPIPE, SIG_IGN);
+  asio::io_context io;
+  auto clock = makeLoopClock(io);
+  agent::AgentMetrics metrics;
+
+  agent::GrpcApiOptions gopts;
+  gopts.channel.ca_file = ca_file;
+  if (!token_file.empty()) {
+    gopts.token = [token_file, cached = std::make_shared<std::string>()]() {
+      auto t = readFile(token_file, 64 * 1024);
+      if (t) *cached = std::string(trim(*t));
+      return *cached;
+    };
+  } else {
+    gopts.token = [token] { return token; };
+  }
+  auto factory = agent::makeGrpcApiFactory(io, *parsed_url, std::move(gopts));
+  if (!factory) return fail(factory.error());
+  agent::HealthProbe probe = [&io](const std::string& u, std::chrono::milliseconds timeout,
+                                   std::function<void(Result<int>)> done) {
+    return agent::httpGet(io, u, timeout, std::move(done));
+  };
+  agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
+
+  std::unique_ptr<http::Server> metrics_server, debug_server;
+  if (!prometheus_address.empty()) {
+    metrics_server = std::make_unique<http::Server>(io, agent::makeMetricsRouter(metrics));
+    auto b = metrics_server->listen(prometheus_address);
+    if (!b) {
+      log->error("--prometheus-address: {}", b.error());
+      return 1;
+    }
+    log->info("serving Prometheus metrics on http://{}/metrics", *b);
+  }
+  if (!debug_address.empty()) {
+    debug_server = std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file));
+    auto b = debug_server->listen(debug_address);
+    if (!b) {
+      log->error("--debug-address: {}", b.error());
+      return 1;
+    }
+    log->info("serving debug endpoints on http://{}/debug/state", *b);
+  }
+  log->info("control server {} ({})", parsed_url->text,
+            token_file.empty() ? "token from flag or environment" : "token file " + token_file);
+
+  int exit_code = 0;
+  a.on_exit = [&](int code) {
+    exit_code = code;
+    if (metrics_server) metrics_server->stop();
+    if (debug_server) debug_server->stop();
+    io.stop();
+  };
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](std::error_code ec, int sig) {
+      if (ec) return;
+      a.onSignal(sig);
+      wait_signal();
+    });
+  };
+  wait_signal();
+  ::signal(SIGHUP, SIG_IGN);
+  a.start();
+  io.run();
+  logging::flush();
+  return exit_code;
+}

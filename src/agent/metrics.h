@@ -1,0 +1,62 @@
+#pragma once
+// The agent's Prometheus metrics. Served on --prometheus-address and copied into Stats.metrics.
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wsa/agent/v1/stats.pb.h"
+
+namespace wsa::agent {
+
+class AgentMetrics {
+  // Declared first: the metric references below are built from it.
+  std::shared_ptr<prometheus::Registry> registry_;
+
+ public:
+  AgentMetrics();
+  prometheus::Registry& registry() { return *registry_; }
+
+  // Connection
+  prometheus::Counter& connect_attempts;
+  prometheus::Counter& connect_failures;
+  prometheus::Gauge& connected;
+  prometheus::Family<prometheus::Counter>& routine_errors;  // {routine}
+  // Logs
+  prometheus::Gauge& logs_queued_bytes;
+  prometheus::Gauge& logs_queued_lines;
+  prometheus::Counter& logs_sent;
+  prometheus::Family<prometheus::Counter>& logs_dropped;     // {reason}
+  // Scripts
+  prometheus::Family<prometheus::Counter>& scripts_executed; // {stage, success}
+  prometheus::Family<prometheus::Histogram>& script_seconds; // {stage}
+  prometheus::Family<prometheus::Gauge>& startup_script_seconds;  // {success}
+  // Metadata, app health, reports
+  prometheus::Family<prometheus::Counter>& metadata_collections;  // {result}
+  prometheus::Family<prometheus::Counter>& app_health_checks;     // {result}
+  prometheus::Family<prometheus::Counter>& reports_dropped;       // {queue}
+  prometheus::Gauge& lifecycle_state;
+  prometheus::Family<prometheus::Gauge>& info;  // {version}
+
+  // Hooks run before each scrape to refresh gauges from live state.
+  void addCollectHook(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
+  // Prometheus text exposition.
+  std::string serialize();
+  // Counters and gauges as Stats.metrics.
+  void toStats(wsa::agent::v1::Stats* stats);
+
+  static prometheus::Histogram::BucketBoundaries durationBuckets();
+
+ private:
+  void runHooks();
+  std::vector<std::function<void()>> hooks_;
+};
+
+}  // namespace wsa::agent
