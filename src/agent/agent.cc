@@ -92,20 +92,27 @@ class Agent::Session {
   void start(bool graceful) {
     Agent& a = a_;
     AgentApi& api = *api_;
-    sup_->add("events", Behavior::kRemain, makeEvents());
-    sup_->add("lifecycle", Behavior::kRemain, makeLifecycleReporter(a.lifecycle_, api));
-    sup_->add("logs", Behavior::kRemain, a.logs_.makeRoutine(api));
-    sup_->add("script timings", Behavior::kRemain, a.timings_.makeRoutine(api));
-    sup_->add("connection reports", Behavior::kRemain, a.connections_.makeRoutine(api));
+    // The manifest call goes first and authenticates the connection; everything else waits for
+    // it, so a bad token costs one call per attempt and startup is reported before anything
+    // else. A connection made during graceful shutdown skips the manifest (kStop).
+    auto after = [this](std::function<std::shared_ptr<Routine>()> make) {
+      return std::make_shared<AfterCheckpoint>(manifest_ok_, std::move(make));
+    };
+    if (graceful) manifest_ok_.complete(Status::success());
     sup_->add("manifest", Behavior::kStop, makeManifest());
-    sup_->add("metadata", Behavior::kStop, std::make_shared<AfterCheckpoint>(manifest_ok_, [&a, &api] {
-                return a.metadata_.makeRoutine(api);
-              }));
-    sup_->add("app health", Behavior::kStop, std::make_shared<AfterCheckpoint>(manifest_ok_, [&a, &api] {
-                return a.app_health_.makeRoutine(api);
-              }));
-    sup_->add("banners", Behavior::kStop, makeBanners());
-    sup_->add("stats", Behavior::kStop, makeStats());
+    sup_->add("events", Behavior::kRemain, after([this] { return makeEvents(); }));
+    sup_->add("lifecycle", Behavior::kRemain,
+              after([&a, &api] { return makeLifecycleReporter(a.lifecycle_, api); }));
+    sup_->add("logs", Behavior::kRemain, after([&a, &api] { return a.logs_.makeRoutine(api); }));
+    sup_->add("script timings", Behavior::kRemain,
+              after([&a, &api] { return a.timings_.makeRoutine(api); }));
+    sup_->add("connection reports", Behavior::kRemain,
+              after([&a, &api] { return a.connections_.makeRoutine(api); }));
+    sup_->add("metadata", Behavior::kStop, after([&a, &api] { return a.metadata_.makeRoutine(api); }));
+    sup_->add("app health", Behavior::kStop,
+              after([&a, &api] { return a.app_health_.makeRoutine(api); }));
+    sup_->add("banners", Behavior::kStop, after([this] { return makeBanners(); }));
+    sup_->add("stats", Behavior::kStop, after([this] { return makeStats(); }));
     if (graceful) sup_->beginGracefulShutdown();
     sup_->start();
   }

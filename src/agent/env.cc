@@ -33,6 +33,8 @@ UserInfo currentUser() {
     return v != nullptr ? v : "";
   };
   if (u.name.empty()) u.name = env("USER");
+  // $HOME wins over the password database, as in every shell (and the reference agent).
+  if (!env("HOME").empty()) u.home = env("HOME");
   if (u.home.empty()) u.home = homeDirectory();
   if (u.shell.empty() || ::access(u.shell.c_str(), X_OK) != 0) u.shell = env("SHELL");
   if (u.shell.empty() || ::access(u.shell.c_str(), X_OK) != 0) u.shell = "/bin/sh";

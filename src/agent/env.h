@@ -27,7 +27,8 @@ struct UserInfo {
   std::string home;
   std::string shell;
 };
-// From the password database for our uid; falls back to $USER, $HOME, $SHELL, /bin/sh.
+// Name and shell from the password database for our uid (falling back to $USER, $SHELL,
+// /bin/sh); home from $HOME, else the password database.
 UserInfo currentUser();
 
 EnvMap environFromProcess();

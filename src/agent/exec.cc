@@ -95,18 +95,44 @@ class ProcessImpl final : public Process, public std::enable_shared_from_this<Pr
     if (!exited_ || group_may_live_) ::kill(-pid_, sig);
   }
   void closePipes() override {
+    // Cancel the pending reads; each read handler then delivers what it already has, drains
+    // the rest in order, closes its pipe and reports EOF.
     std::error_code ec;
-    if (out_.is_open()) {
-      out_.close(ec);
-      eof(false);
+    if (out_.is_open() && !out_closing_) {
+      out_closing_ = true;
+      out_.cancel(ec);
     }
-    if (err_ && err_->is_open()) {
-      err_->close(ec);
-      eof(true);
+    if (err_ && err_->is_open() && !err_closing_) {
+      err_closing_ = true;
+      err_->cancel(ec);
     }
   }
 
  private:
+  // Reads what is available now, without blocking, and hands it on (bounded: at most 16 MiB, so
+  // a writer that keeps filling the pipe cannot hold us here).
+  void drain(int fd, bool is_err) {
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    char buf[kBuf];
+    size_t total = 0;
+    while (total < (16u << 20)) {
+      ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n <= 0) break;
+      total += static_cast<size_t>(n);
+      auto& fn = is_err ? cb_.on_stderr : cb_.on_stdout;
+      if (fn) fn(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+  void finishPipe(bool is_err) {
+    auto& d = is_err ? *err_ : out_;
+    if (d.is_open()) {
+      drain(d.native_handle(), is_err);
+      std::error_code ec;
+      d.close(ec);
+    }
+    eof(is_err);
+  }
   void read(bool is_err) {
     auto& d = is_err ? *err_ : out_;
     char* buf = is_err ? err_buf_ : out_buf_;
@@ -115,6 +141,11 @@ class ProcessImpl final : public Process, public std::enable_shared_from_this<Pr
                         if (n > 0) {
                           auto& fn = is_err ? self->cb_.on_stderr : self->cb_.on_stdout;
                           if (fn) fn(std::string_view(buf, n));
+                        }
+                        bool closing = is_err ? self->err_closing_ : self->out_closing_;
+                        if (closing) {
+                          self->finishPipe(is_err);
+                          return;
                         }
                         if (ec) {
                           if (ec != asio::error::operation_aborted) self->eof(is_err);
@@ -166,6 +197,8 @@ class ProcessImpl final : public Process, public std::enable_shared_from_this<Pr
   bool group_may_live_ = false;
   bool out_eof_ = false;
   bool err_eof_ = false;
+  bool out_closing_ = false;
+  bool err_closing_ = false;
 };
 
 }  // namespace

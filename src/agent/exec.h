@@ -57,8 +57,9 @@ class Process {
   virtual pid_t pid() const = 0;
   // Signals the whole process group.
   virtual void signalGroup(int sig) = 0;
-  // Stops reading: closes our ends of the pipes (background children keeping them open no
-  // longer hold us). Fires on_eof for pipes still open.
+  // Stops reading: first delivers whatever is already buffered in the pipes (everything an
+  // exited process wrote), then closes our ends, so background children keeping them open no
+  // longer hold us. Fires on_eof for pipes still open.
   virtual void closePipes() = 0;
   virtual bool exited() const = 0;
 };

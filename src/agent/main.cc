@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   std::string subsystems;
   std::string banner_refresh = "2m", metadata_interval = "1s", script_wait_delay = "10s";
   std::string stop_scripts_timeout = "10m", flush_timeout = "5s", backoff_cap = "10s";
+  std::string ready_file;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -110,6 +111,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-queue-bytes", log_queue_bytes, "Bound on script output queued for sending")
       ->capture_default_str()->envname("WSA_AGENT_LOG_QUEUE_BYTES");
   app.add_flag("--no-reap", no_reap, "Do not act as a zombie reaper when running as PID 1");
+  app.add_option("--ready-file", ready_file,
+                 "Write {\"prometheus\":..., \"debug\":..., \"pid\":...} here once listening")
+      ->envname("WSA_AGENT_READY_FILE");
   app.set_version_flag("--version", WSA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -212,6 +216,7 @@ int main(int argc, char** argv) {
   agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
 
   std::unique_ptr<http::Server> metrics_server, debug_server;
+  std::string metrics_bound, debug_bound;
   if (!prometheus_address.empty()) {
     metrics_server = std::make_unique<http::Server>(io, agent::makeMetricsRouter(metrics));
     auto b = metrics_server->listen(prometheus_address);
@@ -219,6 +224,7 @@ int main(int argc, char** argv) {
       log->error("--prometheus-address: {}", b.error());
       return 1;
     }
+    metrics_bound = *b;
     log->info("serving Prometheus metrics on http://{}/metrics", *b);
   }
   if (!debug_address.empty()) {
@@ -228,7 +234,13 @@ int main(int argc, char** argv) {
       log->error("--debug-address: {}", b.error());
       return 1;
     }
+    debug_bound = *b;
     log->info("serving debug endpoints on http://{}/debug/state", *b);
+  }
+  if (!ready_file.empty()) {
+    std::string j = "{\"prometheus\":\"" + metrics_bound + "\",\"debug\":\"" + debug_bound +
+                    "\",\"pid\":" + std::to_string(::getpid()) + "}\n";
+    if (auto st = writeFileAtomic(ready_file, j); !st) return fail("--ready-file: " + st.error());
   }
   log->info("control server {} ({})", parsed_url->text,
             token_file.empty() ? "token from flag or environment" : "token file " + token_file);

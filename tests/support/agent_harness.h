@@ -1,0 +1,60 @@
+#pragma once
+// Runs the real agent binary against a control server for integration tests.
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+#include "support/util.h"
+
+namespace wsa::test {
+
+std::string agentPath();
+
+class AgentHarness {
+ public:
+  struct Options {
+    std::vector<std::string> extra_args;
+    std::vector<std::string> env;            // added to the agent's environment
+    std::vector<std::string> wrapper;        // e.g. {"unshare", "--pid", "--fork", ...}
+    bool token_in_file = true;
+    std::string home;                        // HOME for the agent (default: a temp dir)
+  };
+  AgentHarness(std::string url, std::string token, Options options);
+  AgentHarness(std::string url, std::string token) : AgentHarness(std::move(url), std::move(token), Options()) {}
+  ~AgentHarness();
+
+  // Starts the agent and waits (bounded) for its local endpoints.
+  void start();
+  // Sends a signal to the agent (or the wrapper's child chain for PID 1 tests).
+  void signal(int sig);
+  // Waits for exit; nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  // SIGTERM and wait (bounded).
+  int stop();
+  pid_t agentPid() const { return agent_pid_; }
+  pid_t processPid() const { return process_ ? process_->pid() : -1; }
+  std::string log() const { return readText(log_path_); }
+  nlohmann::json debugState() const;
+  std::string metrics() const;
+  const std::string& home() const { return home_; }
+  const std::string& dir() const { return dir_.path(); }
+  std::string logDir() const { return dir_.file("logs"); }
+
+ private:
+  TempDir dir_;
+  std::string url_;
+  std::string token_;
+  Options options_;
+  std::string home_;
+  std::string log_path_;
+  std::string prometheus_;
+  std::string debug_;
+  pid_t agent_pid_ = -1;
+  std::unique_ptr<Process> process_;
+};
+
+}  // namespace wsa::test
