@@ -152,6 +152,7 @@ class Agent::Session {
                 }
               },
               [st](const RpcStatus& s) {
+                st->stream.reset();
                 if (!st->exit) return;
                 auto e = std::move(st->exit);
                 st->exit = nullptr;

@@ -75,6 +75,9 @@ class Agent {
   // A signal arrived: the first starts graceful shutdown, the second forces the hard stop.
   void onSignal(int sig);
   void hardStop(int exit_code);
+  // After the loop has stopped: cancel the calls still in flight and wait (bounded) for their
+  // completions; run the loop once more to deliver them before anything is destroyed.
+  void drainRpc(std::chrono::milliseconds timeout) { api_factory_->drain(timeout); }
   // Called once when the agent has stopped; the argument is the process exit code.
   std::function<void(int)> on_exit;
   // Hooks for services that accept sessions (SSH, PTY, ...): called when shutdown begins.

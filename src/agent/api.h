@@ -3,6 +3,7 @@
 // agent's event loop, exactly once per call (cancelled calls reply with kCancelled). One
 // AgentApi instance serves one connection; cancelAll() ends everything it started.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -83,6 +84,9 @@ class AgentApiFactory {
  public:
   virtual ~AgentApiFactory() = default;
   virtual std::unique_ptr<AgentApi> connect() = 0;
+  // At exit: cancels every call still in flight and waits (bounded) until their completions
+  // have been handed to the loop. Afterwards nothing is posted to the loop any more.
+  virtual void drain(std::chrono::milliseconds) {}
 };
 
 }  // namespace wsa::agent

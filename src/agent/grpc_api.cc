@@ -4,6 +4,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 
@@ -24,6 +25,42 @@ std::string RpcStatus::text() const {
 namespace {
 
 RpcStatus toRpc(const grpc::Status& s) { return {s.error_code(), s.error_message()}; }
+
+// Where gRPC threads hand completions: the loop while it is alive, nowhere after drain().
+// Counts calls in flight so that drain() can wait for them.
+class LoopTarget {
+ public:
+  explicit LoopTarget(asio::io_context& io) : io_(&io) {}
+  void begin() {
+    std::lock_guard l(mu_);
+    ++inflight_;
+  }
+  // Posts `f` (if the loop is still the target) and marks one call finished.
+  template <typename F>
+  void end(F&& f) {
+    std::lock_guard l(mu_);
+    if (io_ != nullptr) asio::post(*io_, std::forward<F>(f));
+    --inflight_;
+    cv_.notify_all();
+  }
+  // Posts without finishing a call (stream events).
+  template <typename F>
+  void post(F&& f) {
+    std::lock_guard l(mu_);
+    if (io_ != nullptr) asio::post(*io_, std::forward<F>(f));
+  }
+  void drain(std::chrono::milliseconds timeout) {
+    std::unique_lock l(mu_);
+    cv_.wait_for(l, timeout, [&] { return inflight_ == 0; });
+    io_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  asio::io_context* io_;
+  int inflight_ = 0;
+};
 
 // Tracks contexts of calls in flight so cancelAll can reach them.
 class CallRegistry {
@@ -51,16 +88,17 @@ class CallRegistry {
 
 class Events final : public grpc::ClientReadReactor<v1::ServerEvent>, public EventStream {
  public:
-  Events(asio::io_context& io, std::shared_ptr<CallRegistry> reg,
+  Events(std::shared_ptr<LoopTarget> loop, std::shared_ptr<CallRegistry> reg,
          std::function<void(v1::ServerEvent)> on_event,
          std::function<void(const RpcStatus&)> on_done)
-      : io_(io), reg_(std::move(reg)), on_event_(std::move(on_event)),
+      : loop_(std::move(loop)), reg_(std::move(reg)), on_event_(std::move(on_event)),
         on_done_(std::move(on_done)) {}
 
   void begin(v1::Agent::Stub* stub, const v1::StreamEventsRequest& req, const std::string& token) {
     control::prepareContext(ctx_, token);
     req_ = req;
     reg_->add(&ctx_);
+    loop_->begin();
     stub->async()->StreamEvents(&ctx_, &req_, this);
     StartRead(&ev_);
     StartCall();
@@ -69,20 +107,26 @@ class Events final : public grpc::ClientReadReactor<v1::ServerEvent>, public Eve
 
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    asio::post(io_, [cb = on_event_, ev = ev_]() mutable { cb(std::move(ev)); });
+    loop_->post([cb = on_event_, ev = ev_]() mutable { cb(std::move(ev)); });
     ev_.Clear();
     StartRead(&ev_);
   }
   void OnDone(const grpc::Status& s) override {
     reg_->remove(&ctx_);
-    asio::post(io_, [cb = on_done_, st = toRpc(s)] { cb(st); });
-    // The reactor is owned by a shared_ptr held by the handle and by itself until here.
-    self_.reset();
+    // Drop our self-reference before the completion counts as delivered: once drain() sees no
+    // call in flight, nothing of this call may remain. `this` may be deleted here.
+    auto loop = loop_;
+    // Move the callbacks out: they may (indirectly) own this reactor's handle.
+    auto done = [cb = std::move(on_done_), st = toRpc(s)] { cb(st); };
+    on_event_ = nullptr;
+    auto keep = std::move(self_);
+    keep.reset();
+    loop->end(std::move(done));
   }
   std::shared_ptr<Events> self_;
 
  private:
-  asio::io_context& io_;
+  std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<CallRegistry> reg_;
   std::function<void(v1::ServerEvent)> on_event_;
   std::function<void(const RpcStatus&)> on_done_;
@@ -103,8 +147,9 @@ class EventsHandle final : public EventStream {
 
 class GrpcApi final : public AgentApi {
  public:
-  GrpcApi(asio::io_context& io, std::shared_ptr<v1::Agent::Stub> stub, const GrpcApiOptions& o)
-      : io_(io), stub_(std::move(stub)), opts_(o), reg_(std::make_shared<CallRegistry>()) {}
+  GrpcApi(std::shared_ptr<LoopTarget> loop, std::shared_ptr<v1::Agent::Stub> stub,
+          const GrpcApiOptions& o, std::shared_ptr<CallRegistry> reg)
+      : loop_(std::move(loop)), stub_(std::move(stub)), opts_(o), reg_(std::move(reg)) {}
   ~GrpcApi() override { reg_->cancelAll(); }
 
   template <typename Req, typename Resp, typename Method>
@@ -120,11 +165,12 @@ class GrpcApi final : public AgentApi {
     call->ctx.set_deadline(std::chrono::system_clock::now() + opts_.call_timeout);
     reg_->add(&call->ctx);
     auto reg = reg_;
-    asio::io_context& io = io_;
+    auto loop = loop_;
+    loop->begin();
     (stub_->async()->*method)(&call->ctx, &call->req, &call->resp,
-                              [call, reg, &io, reply = std::move(reply)](grpc::Status s) mutable {
+                              [call, reg, loop, reply = std::move(reply)](grpc::Status s) mutable {
                                 reg->remove(&call->ctx);
-                                asio::post(io, [call, reply = std::move(reply), st = toRpc(s)] {
+                                loop->end([call, reply = std::move(reply), st = toRpc(s)] {
                                   reply(st, std::move(call->resp));
                                 });
                               });
@@ -203,7 +249,7 @@ class GrpcApi final : public AgentApi {
   std::unique_ptr<EventStream> streamEvents(const v1::StreamEventsRequest& req,
                                             std::function<void(v1::ServerEvent)> on_event,
                                             std::function<void(const RpcStatus&)> on_done) override {
-    auto e = std::make_shared<Events>(io_, reg_, std::move(on_event), std::move(on_done));
+    auto e = std::make_shared<Events>(loop_, reg_, std::move(on_event), std::move(on_done));
     e->self_ = e;
     e->begin(stub_.get(), req, opts_.token());
     return std::make_unique<EventsHandle>(e);
@@ -212,7 +258,7 @@ class GrpcApi final : public AgentApi {
   void cancelAll() override { reg_->cancelAll(); }
 
  private:
-  asio::io_context& io_;
+  std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<v1::Agent::Stub> stub_;
   GrpcApiOptions opts_;
   std::shared_ptr<CallRegistry> reg_;
@@ -221,15 +267,26 @@ class GrpcApi final : public AgentApi {
 class GrpcFactory final : public AgentApiFactory {
  public:
   GrpcFactory(asio::io_context& io, std::shared_ptr<grpc::Channel> channel, GrpcApiOptions o)
-      : io_(io), stub_(v1::Agent::NewStub(channel)), opts_(std::move(o)) {}
+      : loop_(std::make_shared<LoopTarget>(io)), stub_(v1::Agent::NewStub(channel)),
+        opts_(std::move(o)) {}
+  ~GrpcFactory() override { drain(std::chrono::milliseconds(0)); }
   std::unique_ptr<AgentApi> connect() override {
-    return std::make_unique<GrpcApi>(io_, stub_, opts_);
+    auto reg = std::make_shared<CallRegistry>();
+    registries_.push_back(reg);
+    return std::make_unique<GrpcApi>(loop_, stub_, opts_, reg);
+  }
+  void drain(std::chrono::milliseconds timeout) override {
+    for (auto& w : registries_) {
+      if (auto r = w.lock()) r->cancelAll();
+    }
+    loop_->drain(timeout);
   }
 
  private:
-  asio::io_context& io_;
+  std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<v1::Agent::Stub> stub_;
   GrpcApiOptions opts_;
+  std::vector<std::weak_ptr<CallRegistry>> registries_;
 };
 
 }  // namespace

@@ -264,6 +264,11 @@ int main(int argc, char** argv) {
   ::signal(SIGHUP, SIG_IGN);
   a.start();
   io.run();
+  // Calls still in flight complete on gRPC threads: wait for them (bounded), deliver their
+  // completions, and only then destroy the agent and the loop.
+  a.drainRpc(std::chrono::seconds(5));
+  io.restart();
+  io.poll();
   logging::flush();
   return exit_code;
 }
