@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs dependencies, builds (Release), and runs the reference control server
-# with an example workspace on loopback. Ctrl-C stops it.
+# with an example workspace on loopback, and the agent of that workspace against it.
+# Ctrl-C stops both (the agent shuts down gracefully: stop scripts, final state, logs).
 #
 #   scripts/demo.sh            state in build/demo (config, database, logs)
 #   WSA_DEMO_DIR=/some/dir scripts/demo.sh
@@ -39,18 +40,34 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/controld.ready" ] && break; sleep 0.1; done
 [ -s "$demo/controld.ready" ] || { echo "controld did not start; see $demo/controld.log" >&2; exit 1; }
 
+agent_token_file="$demo/agent.token"
+(umask 077; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agents"][0]["token"])' \
+   "$demo/controld.json" > "$agent_token_file")
+prom="127.0.0.1:${WSA_DEMO_PROMETHEUS_PORT:-2112}"
+debug="127.0.0.1:${WSA_DEMO_DEBUG_PORT:-2113}"
+rm -f "$demo/agent.ready"
+"$bin/agent" --url "http://$grpc" --token-file "$agent_token_file" \
+  --log-dir "$demo/agent-logs" --script-data-dir "$demo/agent-data" \
+  --prometheus-address "$prom" --debug-address "$debug" --ready-file "$demo/agent.ready" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$demo/agent.ready" ] && break; sleep 0.1; done
+[ -s "$demo/agent.ready" ] || { echo "the agent did not start" >&2; exit 1; }
+
 cat <<MSG
 
-==> controld is running
+==> controld and the agent of workspace "dev" are running
     gRPC (agents, clients):  http://$grpc
     admin API:               http://$http   (token in $demo/controld.json)
+    agent metrics / debug:   http://$prom/metrics   http://$debug/debug/state
 
     Try:
       curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents
       curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents/dev
       curl -s -X PUT -H 'Authorization: Bearer $admin_token' \\
            -d '{"enabled":true,"message":"hello"}' http://$http/api/v1/banner
-      curl -s http://$http/metrics
+      curl -s -X POST -H 'Authorization: Bearer $admin_token' \
+           http://$http/api/v1/agents/dev/shutdown      # graceful, server-initiated
+      curl -s http://$debug/debug/state
 
     Ctrl-C stops everything. State: $demo
 MSG

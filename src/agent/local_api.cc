@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "agent/metrics.h"
+#include "wsa/common/logging.h"
 
 namespace wsa::agent {
 
@@ -40,6 +41,7 @@ http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string lo
   r.addSync("GET", "/debug/prometheus",
             [&metrics](http::Request&) { return metricsResponse(metrics); });
   r.addSync("GET", "/debug/logs", [log_file](http::Request&) {
+    logging::flush();
     int fd = ::open(log_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return http::Response::error(404, "no log file at " + log_file);
     struct stat st {};

@@ -94,6 +94,10 @@ Status init(const Options& options) {
   s.sinks = std::move(sinks);
   s.level = level;
   s.initialized = true;
+  if (!options.file.empty()) {
+    // Lines reach the file within a second even at info level (warnings flush at once).
+    spdlog::flush_every(std::chrono::seconds(1));
+  }
   spdlog::details::registry::instance().apply_all([&](const std::shared_ptr<spdlog::logger>& l) {
     l->sinks() = s.sinks;
     l->set_level(s.level);

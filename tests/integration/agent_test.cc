@@ -428,3 +428,54 @@ TEST(Agent, AsPid1ReapsOrphansAndForwardsSignals) {
 
 }  // namespace
 }  // namespace wsa::test
+
+namespace wsa::test {
+namespace {
+
+TEST(Agent, ProcessPriorityManagementLowersChildren) {
+  ControldHarness cd(configWith(
+      {{"scripts", json::array({script("prio", "cat /proc/self/oom_score_adj; nice", "run_on_start")})}}));
+  cd.start();
+  // The agent's own values are the defaults (0, 0): children get OOM score 998 and nice 5.
+  AgentHarness::Options ao;
+  ao.extra_args = {"--proc-prio-mgmt"};
+  AgentHarness agent(cd.controlUrl(), cd.agentToken(), ao);
+  agent.start();
+  ASSERT_EQ(waitStates(cd, {"starting", "ready"}), (std::vector<std::string>{"starting", "ready"}));
+  ASSERT_TRUE(waitUntil([&] { return outputs(cd.agentView()).size() == 2; }, seconds(10)));
+  EXPECT_EQ(outputs(cd.agentView()), (std::vector<std::string>{"998", "5"}));
+  // The agent itself is untouched.
+  EXPECT_EQ(readText("/proc/" + std::to_string(agent.agentPid()) + "/oom_score_adj"), "0\n");
+}
+
+TEST(Agent, DebugEndpointsRedactSecretsAndServeTheLog) {
+  ControldHarness cd(configWith(
+      {{"environment_variables", {{"API_URL", "https://internal.example"}}},
+       {"secrets", json::array({{{"env_name", "DB_PASSWORD"}, {"value", "hunter2-secret"}}})},
+       {"scripts", json::array({script("s", "echo \"secret length ${#DB_PASSWORD}\"",
+                                       "run_on_start")})}}));
+  cd.start();
+  AgentHarness agent(cd.controlUrl(), cd.agentToken());
+  agent.start();
+  ASSERT_EQ(waitStates(cd, {"starting", "ready"}), (std::vector<std::string>{"starting", "ready"}));
+  ASSERT_TRUE(waitUntil([&] { return outputs(cd.agentView()).size() == 1; }, seconds(10)));
+  EXPECT_EQ(outputs(cd.agentView())[0], "secret length 14");  // the script got the secret...
+  auto [code, manifest] = agent.debugGet("/debug/manifest");
+  EXPECT_EQ(code, 200);
+  EXPECT_EQ(manifest.find("hunter2-secret"), std::string::npos);  // ...the debug view does not
+  EXPECT_EQ(manifest.find("internal.example"), std::string::npos);
+  EXPECT_NE(manifest.find("***REDACTED***"), std::string::npos);
+  auto j = json::parse(manifest);
+  EXPECT_EQ(j["agent_name"], "dev");
+  auto [lcode, log] = agent.debugGet("/debug/logs");
+  EXPECT_EQ(lcode, 200);
+  EXPECT_NE(log.find("lifecycle: ready"), std::string::npos);
+  EXPECT_EQ(log.find("hunter2-secret"), std::string::npos);
+  auto [scode, st] = agent.debugGet("/debug/state");
+  EXPECT_EQ(scode, 200);
+  EXPECT_EQ(json::parse(st)["lifecycle_reported"], "ready");
+  EXPECT_EQ(agent.debugGet("/debug/nope").first, 404);
+}
+
+}  // namespace
+}  // namespace wsa::test

@@ -91,6 +91,11 @@ nlohmann::json AgentHarness::debugState() const {
   return nlohmann::json::parse(r.body);
 }
 
+std::pair<int, std::string> AgentHarness::debugGet(const std::string& path) const {
+  auto r = httpRequest("GET", "http://" + debug_ + path);
+  return {r.status, r.body};
+}
+
 std::string AgentHarness::metrics() const {
   return httpRequest("GET", "http://" + prometheus_ + "/metrics").body;
 }

@@ -40,6 +40,8 @@ class AgentHarness {
   std::string log() const { return readText(log_path_); }
   nlohmann::json debugState() const;
   std::string metrics() const;
+  // GET a path on the agent's debug address; returns {status, body}.
+  std::pair<int, std::string> debugGet(const std::string& path) const;
   const std::string& home() const { return home_; }
   const std::string& dir() const { return dir_.path(); }
   std::string logDir() const { return dir_.file("logs"); }

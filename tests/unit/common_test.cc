@@ -109,3 +109,55 @@ TEST(ListenAddress, Forms) {
 
 }  // namespace
 }  // namespace wsa
+
+#include <nlohmann/json.hpp>
+
+#include "support/util.h"
+#include "wsa/common/logging.h"
+
+namespace wsa {
+namespace {
+
+TEST(Logging, JsonLinesAreValidJsonAndEscaped) {
+  test::TempDir dir;
+  logging::Options o;
+  o.to_stderr = false;
+  o.format = logging::Format::kJson;
+  o.file = dir.file("agent.log");
+  ASSERT_TRUE(logging::init(o).ok());
+  logging::get("unit")->info("quote \" backslash \\ newline \n tab \t bad \xff");
+  logging::flush();
+  std::string text = test::readText(o.file);
+  ASSERT_FALSE(text.empty());
+  auto line = text.substr(0, text.find('\n'));
+  auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["level"], "info");
+  EXPECT_EQ(j["logger"], "unit");
+  EXPECT_EQ(j["msg"], "quote \" backslash \\ newline \n tab \t bad \xef\xbf\xbd");
+  // Back to the default for other tests.
+  logging::Options d;
+  ASSERT_TRUE(logging::init(d).ok());
+}
+
+TEST(Logging, RejectsUnknownLevelAndFormat) {
+  logging::Options o;
+  o.level = "loud";
+  EXPECT_FALSE(logging::init(o).ok());
+  EXPECT_FALSE(logging::parseFormat("xml").ok());
+}
+
+TEST(Durations, ParseAndFormat) {
+  EXPECT_EQ(parseDuration("72h"), std::chrono::hours(72));
+  EXPECT_EQ(parseDuration("1h30m"), std::chrono::minutes(90));
+  EXPECT_EQ(parseDuration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(parseDuration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_EQ(parseDuration("0"), std::chrono::nanoseconds(0));
+  EXPECT_FALSE(parseDuration("10").has_value());
+  EXPECT_FALSE(parseDuration("5 minutes").has_value());
+  EXPECT_FALSE(parseDuration("").has_value());
+  EXPECT_EQ(formatDuration(std::chrono::hours(72)), "72h");
+  EXPECT_EQ(formatDuration(std::chrono::milliseconds(1500)), "1500ms");
+}
+
+}  // namespace
+}  // namespace wsa

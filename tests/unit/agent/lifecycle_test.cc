@@ -94,3 +94,61 @@ TEST(Lifecycle, StopWaitsForTheCallInFlight) {
 
 }  // namespace
 }  // namespace wsa::agent
+
+#include "agent/report_queue.h"
+
+namespace wsa::agent {
+namespace {
+
+ReportQueue<v1::ReportConnectionRequest> makeQueue(size_t capacity) {
+  return ReportQueue<v1::ReportConnectionRequest>(
+      "connection reports", capacity,
+      [](AgentApi& api, const v1::ReportConnectionRequest& r,
+         std::function<void(const RpcStatus&)> done) {
+        api.reportConnection(r, [done](const RpcStatus& s, v1::ReportConnectionResponse) { done(s); });
+      });
+}
+
+v1::ReportConnectionRequest report(const std::string& id) {
+  v1::ReportConnectionRequest r;
+  r.mutable_connection()->set_id(id);
+  return r;
+}
+
+TEST(ReportQueue, BoundedDropsOldestAndCounts) {
+  auto q = makeQueue(3);
+  for (int i = 0; i < 5; ++i) q.push(report("c" + std::to_string(i)));
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(q.dropped(), 2u);
+  test::FakeApi api;
+  auto r = q.makeRoutine(api);
+  r->start([](Status) {});
+  std::vector<std::string> sent;
+  while (!api.calls.empty()) {
+    sent.push_back(api.request<v1::ReportConnectionRequest>("ReportConnection").connection().id());
+    api.answer("ReportConnection");
+  }
+  EXPECT_EQ(sent, (std::vector<std::string>{"c2", "c3", "c4"}));
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(ReportQueue, TransientFailureKeepsTheReportPermanentDropsIt) {
+  auto q = makeQueue(10);
+  q.push(report("a"));
+  q.push(report("b"));
+  test::FakeApi api;
+  std::optional<Status> exit;
+  auto r = q.makeRoutine(api);
+  r->start([&](Status s) { exit = s; });
+  api.answer("ReportConnection", {RpcStatus::kInvalidArgument, "bad"});  // "a": dropped
+  api.answer("ReportConnection", {RpcStatus::kUnavailable, "down"});     // "b": kept
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_FALSE(exit->ok());
+  EXPECT_EQ(q.size(), 1u);
+  test::FakeApi api2;
+  q.makeRoutine(api2)->start([](Status) {});
+  EXPECT_EQ(api2.request<v1::ReportConnectionRequest>("ReportConnection").connection().id(), "b");
+}
+
+}  // namespace
+}  // namespace wsa::agent
