@@ -2,7 +2,7 @@
 add_library(wsa_warnings INTERFACE)
 target_compile_options(wsa_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual -Wcast-align
-  -Wnull-dereference -Wimplicit-fallthrough -Wformat=2 -Wmissing-declarations -Wvla
+  -Wimplicit-fallthrough -Wformat=2 -Wmissing-declarations -Wvla
   -Wno-missing-field-initializers)
 if(WSA_WERROR)
   target_compile_options(wsa_warnings INTERFACE -Werror)

@@ -65,7 +65,7 @@ cat <<MSG
       curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents/dev
       curl -s -X PUT -H 'Authorization: Bearer $admin_token' \\
            -d '{"enabled":true,"message":"hello"}' http://$http/api/v1/banner
-      curl -s -X POST -H 'Authorization: Bearer $admin_token' \
+      curl -s -X POST -H 'Authorization: Bearer $admin_token' \\
            http://$http/api/v1/agents/dev/shutdown      # graceful, server-initiated
       curl -s http://$debug/debug/state
 

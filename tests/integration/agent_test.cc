@@ -479,3 +479,32 @@ TEST(Agent, DebugEndpointsRedactSecretsAndServeTheLog) {
 
 }  // namespace
 }  // namespace wsa::test
+
+namespace wsa::test {
+namespace {
+
+TEST(Agent, ShutsDownGracefullyWhenTheServerAsks) {
+  ControldHarness cd(configWith(
+      {{"scripts", json::array({script("s", "echo up", "run_on_start"),
+                                script("t", "echo stopping because asked", "run_on_stop")})}}));
+  cd.start();
+  AgentHarness agent(cd.controlUrl(), cd.agentToken());
+  agent.start();
+  ASSERT_EQ(waitStates(cd, {"starting", "ready"}), (std::vector<std::string>{"starting", "ready"}));
+  auto r = httpRequest("POST", "http://" + cd.httpAddress() + "/api/v1/agents/dev/shutdown",
+                       R"({"reason": "workspace stopping"})",
+                       {"Authorization: Bearer " + cd.adminToken()});
+  ASSERT_EQ(r.status, 202) << r.body;
+  auto code = agent.wait(milliseconds(20000));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  json view = cd.agentView();
+  EXPECT_EQ(states(view), (std::vector<std::string>{"starting", "ready", "shutting_down", "off"}));
+  auto out = outputs(view);  // order is defined per source only
+  EXPECT_NE(std::find(out.begin(), out.end(), "stopping because asked"), out.end());
+  EXPECT_NE(agent.log().find("requested by the control server: workspace stopping"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace wsa::test
