@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 scripts/install-deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/wsa-ccache}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"  # clones in other folders share the cache
 echo "==> building (Release)"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSA_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j "${WSA_JOBS:-2}"

@@ -23,6 +23,7 @@ done
 
 [ $deps -eq 1 ] && scripts/install-deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/wsa-ccache}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"  # clones in other folders share the cache
 jobs="${WSA_JOBS:-2}"
 ctest_args=(--output-on-failure -j "$jobs" --timeout 300)
 [ -n "$label" ] && ctest_args+=(-L "$label")

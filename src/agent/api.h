@@ -21,7 +21,6 @@
 
 namespace wsa::agent {
 
-namespace v1 = wsa::agent::v1;
 
 // gRPC status codes we act on.
 struct RpcStatus {

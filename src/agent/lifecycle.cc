@@ -76,7 +76,7 @@ class Reporter final : public Routine {
         TimeUtil::NanosecondsToTimestamp(toUnixNanos(e->changed_at));
     in_flight_ = true;
     auto self = shared_from_this();
-    api_.updateLifecycle(req, [this, self](const RpcStatus& st, v1::Lifecycle) {
+    api_.updateLifecycle(req, [this, self](const RpcStatus& st, const v1::Lifecycle&) {
       in_flight_ = false;
       if (done_) return;
       if (!st.ok()) {

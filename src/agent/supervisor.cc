@@ -42,7 +42,7 @@ void Supervisor::start() {
       entries_[i].running = false;
       continue;
     }
-    r->start([this, i](Status st) { onExit(i, std::move(st)); });
+    r->start([this, i](const Status& st) { onExit(i, st); });
   }
   maybeDone();
 }
@@ -67,7 +67,7 @@ void Supervisor::stopAll() {
   maybeDone();
 }
 
-void Supervisor::onExit(size_t index, Status status) {
+void Supervisor::onExit(size_t index, const Status& status) {
   Entry& e = entries_[index];
   if (!e.running) return;  // a routine that exits twice is ignored
   e.running = false;

@@ -60,7 +60,7 @@ class Supervisor {
     bool running = false;
     bool stop_requested = false;
   };
-  void onExit(size_t index, Status status);
+  void onExit(size_t index, const Status& status);
   void maybeDone();
   void stopEntry(Entry& e);
 
