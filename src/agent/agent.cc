@@ -220,125 +220,98 @@ class Agent::Session {
   }
 
   std::shared_ptr<Routine> makeBanners() {
-    struct State {
-      std::unique_ptr<Timer> timer;
-      bool stopping = false;
-      bool done = false;
-      bool in_flight = false;
-      bool again = false;
-      Routine::Exit exit;
+    auto r = std::make_shared<BannersRoutine>(a_, *api_);
+    std::weak_ptr<BannersRoutine> weak = r;
+    banner_refresh_ = [weak] {
+      if (auto b = weak.lock()) b->fetch();
     };
-    auto st = std::make_shared<State>();
-    st->timer = a_.clock_.createTimer();
-    auto finish = [st](Status s) {
-      if (st->done) return;
-      st->done = true;
-      st->timer->cancel();
-      auto e = std::move(st->exit);
-      e(std::move(s));
-    };
-    // fetch(): one call in flight; a request during one is remembered.
-    auto fetch = std::make_shared<std::function<void()>>();
-    *fetch = [this, st, finish, weak_fetch = std::weak_ptr<std::function<void()>>(fetch)] {
-      if (st->done || st->stopping) return;
-      if (st->in_flight) {
-        st->again = true;
-        return;
-      }
-      st->in_flight = true;
-      st->timer->cancel();
-      a_.refreshBanners(*api_, [this, st, finish, weak_fetch](const RpcStatus& rs) {
-        st->in_flight = false;
-        if (st->done) return;
-        if (!rs.ok()) {
-          finish(st->stopping ? Status::success() : makeError("fetch banners: " + rs.text()));
-          return;
-        }
-        if (st->stopping) {
-          finish(Status::success());
-          return;
-        }
-        auto f = weak_fetch.lock();
-        if (!f) return;
-        if (st->again) {
-          st->again = false;
-          (*f)();
-          return;
-        }
-        st->timer->schedule(a_.options_.banner_refresh, [f] { (*f)(); });
-      });
-    };
-    banner_refresh_ = [fetch] { (*fetch)(); };
-    return makeRoutine(
-        [st, fetch](Routine::Exit exit) {
-          st->exit = std::move(exit);
-          (*fetch)();
-        },
-        [st, finish, fetch] {
-          st->stopping = true;
-          st->timer->cancel();
-          if (!st->in_flight) finish(Status::success());
-        });
+    return r;
   }
 
-  std::shared_ptr<Routine> makeStats() {
-    struct State {
-      std::unique_ptr<Timer> timer;
-      bool stopping = false;
-      bool done = false;
-      bool in_flight = false;
-      Routine::Exit exit;
-    };
-    auto st = std::make_shared<State>();
-    st->timer = a_.clock_.createTimer();
-    auto finish = [st](Status s) {
-      if (st->done) return;
-      st->done = true;
-      st->timer->cancel();
-      auto e = std::move(st->exit);
-      e(std::move(s));
-    };
-    auto send = std::make_shared<std::function<void(bool)>>();
-    *send = [this, st, finish, weak = std::weak_ptr<std::function<void(bool)>>(send)](bool with_stats) {
-      if (st->done || st->stopping) return;
+  std::shared_ptr<Routine> makeStats() { return std::make_shared<StatsRoutine>(a_, *api_); }
+
+  // Fetches banners at start, every refresh interval, and when asked (server events).
+  class BannersRoutine final : public BasicRoutine {
+   public:
+    BannersRoutine(Agent& a, AgentApi& api) : a_(a), api_(api), timer_(a.clock_.createTimer()) {}
+    void fetch() {
+      if (done() || stopping()) return;
+      if (inFlight()) {
+        again_ = true;  // a request during a call is remembered
+        return;
+      }
+      timer_->cancel();
+      beginCall();
+      auto self = shared_from_this();
+      a_.refreshBanners(api_, [this, self](const RpcStatus& rs) {
+        if (!endCall()) return;
+        if (!rs.ok()) {
+          finish(stopping() ? Status::success() : makeError("fetch banners: " + rs.text()));
+          return;
+        }
+        if (finishIfStopping()) return;
+        if (again_) {
+          again_ = false;
+          fetch();
+          return;
+        }
+        auto weak = weak_from_this();
+        timer_->schedule(a_.options_.banner_refresh, [this, weak] {
+          if (auto s = weak.lock()) fetch();
+        });
+      });
+    }
+
+   private:
+    void onStart() override { fetch(); }
+    void onStop() override { timer_->cancel(); }
+    void onFinish() override { timer_->cancel(); }
+    Agent& a_;
+    AgentApi& api_;
+    std::unique_ptr<Timer> timer_;
+    bool again_ = false;
+  };
+
+  // UpdateStats: first without stats to learn the interval, then a report every interval.
+  class StatsRoutine final : public BasicRoutine {
+   public:
+    StatsRoutine(Agent& a, AgentApi& api) : a_(a), api_(api), timer_(a.clock_.createTimer()) {}
+
+   private:
+    void onStart() override { send(false); }
+    void onStop() override { timer_->cancel(); }
+    void onFinish() override { timer_->cancel(); }
+    void send(bool with_stats) {
+      if (done() || stopping()) return;
       v1::UpdateStatsRequest req;
       if (with_stats) {
         auto* s = req.mutable_stats();
         s->set_connection_median_latency_ms(-1);
         a_.metrics_.toStats(s);
       }
-      st->in_flight = true;
-      api_->updateStats(req, [this, st, finish, weak](const RpcStatus& rs, v1::UpdateStatsResponse r) {
-        st->in_flight = false;
-        if (st->done) return;
+      beginCall();
+      auto self = shared_from_this();
+      api_.updateStats(req, [this, self](const RpcStatus& rs, const v1::UpdateStatsResponse& r) {
+        if (!endCall()) return;
         if (!rs.ok()) {
-          finish(st->stopping ? Status::success() : makeError("update stats: " + rs.text()));
+          finish(stopping() ? Status::success() : makeError("update stats: " + rs.text()));
           return;
         }
-        if (st->stopping) {
-          finish(Status::success());
-          return;
-        }
+        if (finishIfStopping()) return;
         if (r.has_report_interval()) {
           auto ns = TimeUtil::DurationToNanoseconds(r.report_interval());
           if (ns > 0) a_.stats_interval_ = std::chrono::nanoseconds(ns);
         }
-        auto f = weak.lock();
-        if (!f) return;
-        st->timer->schedule(a_.stats_interval_, [f] { (*f)(true); });
-      });
-    };
-    return makeRoutine(
-        [st, send](Routine::Exit exit) {
-          st->exit = std::move(exit);
-          (*send)(false);  // learn the interval first
-        },
-        [st, finish, send] {
-          st->stopping = true;
-          st->timer->cancel();
-          if (!st->in_flight) finish(Status::success());
+        auto weak = weak_from_this();
+        timer_->schedule(a_.stats_interval_, [this, weak] {
+          if (auto s = weak.lock()) send(true);
         });
-  }
+      });
+    }
+    Agent& a_;
+    AgentApi& api_;
+    std::unique_ptr<Timer> timer_;
+  };
 
   Agent& a_;
   std::unique_ptr<AgentApi> api_;

@@ -60,56 +60,55 @@ void AppHealth::record(const std::string& id, bool ok, const std::string& detail
   }
 }
 
-class AppHealth::Checker final : public Routine {
+class AppHealth::Checker final : public BasicRoutine {
  public:
   Checker(AppHealth& h, AgentApi& api) : h_(h), api_(api), report_timer_(h.clock_.createTimer()) {}
-
-  void start(Exit exit) override {
-    exit_ = std::move(exit);
-    if (h_.apps_.empty()) {
-      finish(Status::success());
-      return;
-    }
-    for (auto& [id, s] : h_.apps_) {
-      auto& p = probes_[id];
-      p.timer = h_.clock_.createTimer();
-      schedule(id, Duration::zero());
-    }
-    reportTick();
-  }
-  void stop() override {
-    stopping_ = true;
-    for (auto& [id, p] : probes_) {
-      p.timer->cancel();
-      p.get.reset();
-    }
-    report_timer_->cancel();
-    if (!in_flight_) finish(Status::success());
-  }
 
  private:
   struct Probe {
     std::unique_ptr<Timer> timer;
     std::unique_ptr<HttpGet> get;
   };
+
+  void onStart() override {
+    if (h_.apps_.empty()) {
+      finish(Status::success());
+      return;
+    }
+    for (auto& [id, s] : h_.apps_) {
+      probes_[id].timer = h_.clock_.createTimer();
+      schedule(id, Duration::zero());
+    }
+    reportTick();
+  }
+  void onStop() override { cancelAll(); }
+  void onFinish() override { cancelAll(); }
+  void cancelAll() {
+    for (auto& [id, p] : probes_) {
+      p.timer->cancel();
+      p.get.reset();
+    }
+    report_timer_->cancel();
+  }
+
   void schedule(const std::string& id, Duration delay) {
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+    auto weak = weak_from_this();
     probes_[id].timer->schedule(delay, [this, weak, id] {
       if (auto s = weak.lock()) probe(id);
     });
   }
   void probe(const std::string& id) {
-    if (stopping_ || done_) return;
+    if (stopping() || done()) return;
     auto it = h_.apps_.find(id);
     if (it == h_.apps_.end()) return;
     auto interval = std::chrono::seconds(it->second.app.healthcheck().interval_seconds());
     auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(interval) -
                    std::chrono::milliseconds(1);
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+    auto weak = weak_from_this();
     probes_[id].get = h_.probe_(it->second.app.healthcheck().url(), timeout,
                                 [this, weak, id](Result<int> r) {
                                   auto s = weak.lock();
-                                  if (!s || stopping_ || done_) return;
+                                  if (!s || stopping() || done()) return;
                                   bool ok = r.ok() && *r < 500;
                                   h_.record(id, ok,
                                             r.ok() ? "status " + std::to_string(*r) : r.error());
@@ -117,8 +116,8 @@ class AppHealth::Checker final : public Routine {
     schedule(id, interval);
   }
   void reportTick() {
-    if (stopping_ || done_) return;
-    if (h_.dirty_ && !in_flight_) {
+    if (stopping() || done()) return;
+    if (h_.dirty_ && !inFlight()) {
       v1::BatchUpdateAppHealthRequest req;
       for (const auto& [id, s] : h_.apps_) {
         auto* u = req.add_updates();
@@ -126,11 +125,11 @@ class AppHealth::Checker final : public Routine {
         u->set_health(s.health);
       }
       h_.dirty_ = false;
-      in_flight_ = true;
+      beginCall();
       auto self = shared_from_this();
       api_.batchUpdateAppHealths(req, [this, self](const RpcStatus& st,
-                                                   v1::BatchUpdateAppHealthResponse) {
-        in_flight_ = false;
+                                                   const v1::BatchUpdateAppHealthResponse&) {
+        if (!endCall()) return;
         if (!st.ok()) {
           h_.dirty_ = true;
           if (isFatal(st)) {
@@ -139,10 +138,10 @@ class AppHealth::Checker final : public Routine {
           }
           h_.log_->warn("report app health: {}", st.text());
         }
-        if (stopping_) finish(Status::success());
+        finishIfStopping();
       });
     }
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+    auto weak = weak_from_this();
     report_timer_->schedule(h_.report_interval_, [this, weak] {
       if (auto s = weak.lock()) reportTick();
     });
@@ -151,26 +150,11 @@ class AppHealth::Checker final : public Routine {
     return st.code == RpcStatus::kUnavailable || st.code == RpcStatus::kCancelled ||
            st.code == RpcStatus::kUnauthenticated;
   }
-  void finish(Status st) {
-    if (done_) return;
-    done_ = true;
-    for (auto& [id, p] : probes_) {
-      p.timer->cancel();
-      p.get.reset();
-    }
-    report_timer_->cancel();
-    auto e = std::move(exit_);
-    e(std::move(st));
-  }
 
   AppHealth& h_;
   AgentApi& api_;
   std::map<std::string, Probe> probes_;
   std::unique_ptr<Timer> report_timer_;
-  Exit exit_;
-  bool in_flight_ = false;
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 std::shared_ptr<Routine> AppHealth::makeRoutine(AgentApi& api) {

@@ -44,64 +44,44 @@ void Lifecycle::markReported() {
 
 namespace {
 
-class Reporter final : public Routine {
+class Reporter final : public BasicRoutine {
  public:
   Reporter(Lifecycle& lc, AgentApi& api) : lc_(lc), api_(api) {}
 
-  void start(Exit exit) override {
-    exit_ = std::move(exit);
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+ private:
+  void onStart() override {
+    auto weak = weak_from_this();
     sub_ = lc_.changed().subscribe([this, weak] {
       if (auto self = weak.lock()) pump();
     });
     pump();
   }
-  void stop() override {
-    stopping_ = true;
-    if (!in_flight_) finish(Status::success());
-  }
+  void onFinish() override { sub_.reset(); }
 
- private:
   void pump() {
-    if (in_flight_ || done_) return;
-    if (stopping_) {
-      finish(Status::success());
-      return;
-    }
+    if (inFlight() || done() || finishIfStopping()) return;
     const Lifecycle::Entry* e = lc_.nextUnreported();
     if (e == nullptr) return;
     v1::UpdateLifecycleRequest req;
     req.mutable_lifecycle()->set_state(e->state);
     *req.mutable_lifecycle()->mutable_changed_at() =
         TimeUtil::NanosecondsToTimestamp(toUnixNanos(e->changed_at));
-    in_flight_ = true;
+    beginCall();
     auto self = shared_from_this();
     api_.updateLifecycle(req, [this, self](const RpcStatus& st, const v1::Lifecycle&) {
-      in_flight_ = false;
-      if (done_) return;
+      if (!endCall()) return;
       if (!st.ok()) {
         finish(makeError("report lifecycle: " + st.text()));
         return;
       }
-      lc_.markReported();  // notifies, which pumps the next one
-      if (stopping_) finish(Status::success());
+      lc_.markReported();  // notifies, which pumps the next one (or exits when stopping)
+      finishIfStopping();
     });
-  }
-  void finish(Status st) {
-    if (done_) return;
-    done_ = true;
-    sub_.reset();
-    auto exit = std::move(exit_);
-    exit(std::move(st));
   }
 
   Lifecycle& lc_;
   AgentApi& api_;
-  Exit exit_;
   Notifier::Subscription sub_;
-  bool in_flight_ = false;
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 }  // namespace

@@ -114,31 +114,27 @@ void LogSender::markLimitExceeded() {
   changed_.notify();
 }
 
-class LogSendRoutine final : public Routine {
+class LogSendRoutine final : public BasicRoutine {
  public:
   LogSendRoutine(LogSender& s, AgentApi& api)
       : s_(s), api_(api), timer_(s.clock_.createTimer()) {}
 
-  void start(Exit exit) override {
-    exit_ = std::move(exit);
+ private:
+  void onStart() override {
     if (s_.limit_exceeded_) {
       finish(Status::success());
       return;
     }
     tick();
   }
-  void stop() override {
-    stopping_ = true;
-    timer_->cancel();
-    if (!in_flight_) finish(Status::success());
-  }
+  void onStop() override { timer_->cancel(); }
+  void onFinish() override { timer_->cancel(); }
 
- private:
   void tick() {
-    if (done_ || stopping_) return;
+    if (done() || stopping()) return;
     send();
-    if (!done_ && !in_flight_) {
-      auto weak = std::weak_ptr<Routine>(shared_from_this());
+    if (!done() && !inFlight()) {
+      auto weak = weak_from_this();
       timer_->schedule(s_.options_.wake_interval, [this, weak] {
         if (auto self = weak.lock()) tick();
       });
@@ -166,12 +162,11 @@ class LogSendRoutine final : public Routine {
       bytes += c;
       ++n;
     }
-    in_flight_ = true;
+    beginCall();
     auto self = shared_from_this();
     api_.batchCreateLogs(req, [this, self, id, n](const RpcStatus& st,
-                                                  v1::BatchCreateLogsResponse resp) {
-      in_flight_ = false;
-      if (done_) return;
+                                                  const v1::BatchCreateLogsResponse& resp) {
+      if (!endCall()) return;
       if (!st.ok()) {
         finish(makeError("send logs: " + st.text()));
         return;
@@ -182,30 +177,15 @@ class LogSendRoutine final : public Routine {
         return;
       }
       s_.acknowledge(id, n);
-      if (stopping_) {
-        finish(Status::success());
-        return;
-      }
+      if (finishIfStopping()) return;
       // More may be due right away (a large backlog or other sources).
       tick();
     });
   }
 
-  void finish(Status st) {
-    if (done_) return;
-    done_ = true;
-    timer_->cancel();
-    auto exit = std::move(exit_);
-    exit(std::move(st));
-  }
-
   LogSender& s_;
   AgentApi& api_;
   std::unique_ptr<Timer> timer_;
-  Exit exit_;
-  bool in_flight_ = false;
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 std::shared_ptr<Routine> LogSender::makeRoutine(AgentApi& api) {

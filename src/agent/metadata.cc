@@ -168,32 +168,27 @@ void MetadataCollector::collect(const v1::MetadataDescription& d) {
   c->start();
 }
 
-class MetadataCollector::Reporter final : public Routine {
+class MetadataCollector::Reporter final : public BasicRoutine {
  public:
   Reporter(MetadataCollector& c, AgentApi& api)
       : c_(c), api_(api), timer_(c.clock_.createTimer()) {}
-  void start(Exit exit) override {
-    exit_ = std::move(exit);
-    tick();
-  }
-  void stop() override {
-    stopping_ = true;
-    timer_->cancel();
-    if (!in_flight_) finish(Status::success());
-  }
 
  private:
+  void onStart() override { tick(); }
+  void onStop() override { timer_->cancel(); }
+  void onFinish() override { timer_->cancel(); }
+
   void tick() {
-    if (done_ || stopping_) return;
+    if (done() || stopping()) return;
     c_.collectDue();
     report();
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+    auto weak = weak_from_this();
     timer_->schedule(c_.options_.tick, [this, weak] {
       if (auto s = weak.lock()) tick();
     });
   }
   void report() {
-    if (in_flight_ || c_.unreported_.empty()) return;
+    if (inFlight() || c_.unreported_.empty()) return;
     v1::BatchUpdateMetadataRequest req;
     for (auto& [key, r] : c_.unreported_) {
       auto* m = req.add_metadata();
@@ -202,35 +197,24 @@ class MetadataCollector::Reporter final : public Routine {
     }
     auto sent = std::move(c_.unreported_);
     c_.unreported_.clear();
-    in_flight_ = true;
+    beginCall();
     auto self = shared_from_this();
     api_.batchUpdateMetadata(req, [this, self, sent = std::move(sent)](
-                                      const RpcStatus& st, v1::BatchUpdateMetadataResponse) {
-      in_flight_ = false;
+                                      const RpcStatus& st, const v1::BatchUpdateMetadataResponse&) {
+      bool live = endCall();
       if (!st.ok()) {
         // Put back what was not delivered unless something newer arrived meanwhile.
         for (auto& [k, r] : sent) c_.unreported_.emplace(k, r);
-        finish(makeError("report metadata: " + st.text()));
+        if (live) finish(makeError("report metadata: " + st.text()));
         return;
       }
-      if (stopping_) finish(Status::success());
+      if (live) finishIfStopping();
     });
-  }
-  void finish(Status st) {
-    if (done_) return;
-    done_ = true;
-    timer_->cancel();
-    auto e = std::move(exit_);
-    e(std::move(st));
   }
 
   MetadataCollector& c_;
   AgentApi& api_;
   std::unique_ptr<Timer> timer_;
-  Exit exit_;
-  bool in_flight_ = false;
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 std::shared_ptr<Routine> MetadataCollector::makeRoutine(AgentApi& api) {

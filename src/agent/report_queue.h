@@ -62,38 +62,30 @@ class ReportQueue {
 };
 
 template <typename Req>
-class ReportQueue<Req>::Sender final : public Routine {
+class ReportQueue<Req>::Sender final : public BasicRoutine {
  public:
   Sender(ReportQueue& q, AgentApi& api) : q_(q), api_(api) {}
-  void start(Exit exit) override {
-    exit_ = std::move(exit);
-    auto weak = std::weak_ptr<Routine>(shared_from_this());
+
+ private:
+  void onStart() override {
+    auto weak = this->weak_from_this();
     sub_ = q_.changed_.subscribe([this, weak] {
       if (auto s = weak.lock()) pump();
     });
     pump();
   }
-  void stop() override {
-    stopping_ = true;
-    if (!in_flight_) finish(Status::success());
-  }
+  void onFinish() override { sub_.reset(); }
 
- private:
   void pump() {
-    if (in_flight_ || done_) return;
-    if (stopping_) {
-      finish(Status::success());
-      return;
-    }
+    if (inFlight() || done() || finishIfStopping()) return;
     if (q_.queue_.empty()) return;
-    in_flight_ = true;
+    beginCall();
     Req front = q_.queue_.front();
     size_t size_before = q_.queue_.size();
     uint64_t dropped_before = q_.dropped_;
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     q_.send_(api_, front, [this, self, size_before, dropped_before](const RpcStatus& st) {
-      in_flight_ = false;
-      if (done_) return;
+      if (!endCall()) return;
       // If the queue overflowed meanwhile, the front we sent may already be gone.
       bool front_still_ours = q_.dropped_ == dropped_before && !q_.queue_.empty() &&
                               q_.queue_.size() >= size_before;
@@ -108,21 +100,10 @@ class ReportQueue<Req>::Sender final : public Routine {
       finish(makeError(q_.name_ + ": " + st.text()));
     });
   }
-  void finish(Status st) {
-    if (done_) return;
-    done_ = true;
-    sub_.reset();
-    auto e = std::move(exit_);
-    e(std::move(st));
-  }
 
   ReportQueue& q_;
   AgentApi& api_;
-  Exit exit_;
   Notifier::Subscription sub_;
-  bool in_flight_ = false;
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 template <typename Req>

@@ -29,6 +29,58 @@ class Routine : public std::enable_shared_from_this<Routine> {
   virtual void stop() = 0;
 };
 
+// The bookkeeping most routines share: exit exactly once; a stop request completes at once when
+// no call is in flight, else as soon as the call in flight returns.
+class BasicRoutine : public Routine {
+ public:
+  void start(Exit exit) final {
+    exit_ = std::move(exit);
+    onStart();
+  }
+  void stop() final {
+    if (done_ || stopping_) return;
+    stopping_ = true;
+    onStop();
+    if (!in_flight_) finish(Status::success());
+  }
+
+ protected:
+  virtual void onStart() = 0;
+  // Cancel timers and the like; called once, when stop() is first asked.
+  virtual void onStop() {}
+  // Release what the routine holds; called once, just before exit.
+  virtual void onFinish() {}
+
+  void beginCall() { in_flight_ = true; }
+  // A call returned. False when the reply must be ignored (the routine already exited).
+  bool endCall() {
+    in_flight_ = false;
+    return !done_;
+  }
+  bool inFlight() const { return in_flight_; }
+  bool stopping() const { return stopping_; }
+  bool done() const { return done_; }
+  void finish(Status st) {
+    if (done_) return;
+    done_ = true;
+    onFinish();
+    auto e = std::move(exit_);
+    e(std::move(st));
+  }
+  // After a successful reply: exits if a stop was asked meanwhile. True if it did.
+  bool finishIfStopping() {
+    if (!stopping_) return false;
+    finish(Status::success());
+    return true;
+  }
+
+ private:
+  Exit exit_;
+  bool in_flight_ = false;
+  bool stopping_ = false;
+  bool done_ = false;
+};
+
 // A routine from two lambdas, for small ones.
 std::shared_ptr<Routine> makeRoutine(std::function<void(Routine::Exit)> start,
                                      std::function<void()> stop);

@@ -50,14 +50,7 @@ void AgentHarness::start() {
   o.stdout_path = log_path_;
   o.stderr_path = log_path_;
   process_ = Process::start(o);
-  bool ok = waitUntil(
-      [&] {
-        if (!process_->running()) return true;
-        auto t = readText(ready);
-        return !t.empty() && t.back() == '\n';
-      },
-      std::chrono::milliseconds(20000));
-  if (!ok || !process_->running()) {
+  if (!waitForReadyFile(*process_, ready, std::chrono::milliseconds(20000))) {
     throw std::runtime_error("agent did not start; log:\n" + log());
   }
   auto j = nlohmann::json::parse(readText(ready));

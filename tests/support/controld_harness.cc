@@ -50,14 +50,7 @@ void ControldHarness::start() {
   o.stdout_path = log_path_;
   o.stderr_path = log_path_;
   process_ = Process::start(o);
-  bool ok = waitUntil(
-      [&] {
-        if (!process_->running()) return true;
-        auto text = readText(ready);
-        return !text.empty() && text.back() == '\n';
-      },
-      std::chrono::milliseconds(15000));
-  if (!ok || !process_->running()) {
+  if (!waitForReadyFile(*process_, ready, std::chrono::milliseconds(20000))) {
     throw std::runtime_error("controld did not start; log:\n" + log());
   }
   auto j = nlohmann::json::parse(readText(ready));

@@ -1,5 +1,7 @@
 #include "support/process.h"
 
+#include "support/util.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -114,6 +116,17 @@ void Process::kill() {
   ::kill(-pid_, SIGKILL);
   ::kill(pid_, SIGKILL);
   wait(std::chrono::milliseconds(10000));
+}
+
+bool waitForReadyFile(Process& process, const std::string& path, std::chrono::milliseconds timeout) {
+  bool ok = waitUntil(
+      [&] {
+        if (!process.running()) return true;
+        auto text = readText(path);
+        return !text.empty() && text.back() == '\n';
+      },
+      timeout);
+  return ok && process.running();
 }
 
 RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,

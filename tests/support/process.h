@@ -43,6 +43,10 @@ class Process {
   std::optional<int> status_;
 };
 
+// Waits until `path` holds a complete line (a ready file written atomically by the process),
+// while the process is alive. False if it died or the deadline passed.
+bool waitForReadyFile(Process& process, const std::string& path, std::chrono::milliseconds timeout);
+
 // Runs a command to completion (bounded); returns exit code and combined output.
 struct RunResult {
   int code = -1;
