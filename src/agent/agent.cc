@@ -287,6 +287,7 @@ class Agent::Session {
       if (with_stats) {
         auto* s = req.mutable_stats();
         s->set_connection_median_latency_ms(-1);
+        if (a_.stats_hook) a_.stats_hook(s);
         a_.metrics_.toStats(s);
       }
       beginCall();
@@ -458,7 +459,10 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   metadata_.setDescriptions({manifest_->metadata().begin(), manifest_->metadata().end()});
   app_health_.setApps({manifest_->apps().begin(), manifest_->apps().end()});
   writeSecretFiles(*manifest_);
-  if (first_manifest_done_) return;  // startup work happens once per agent lifetime
+  if (first_manifest_done_) {
+    if (on_context_changed) on_context_changed();
+    return;  // startup work happens once per agent lifetime
+  }
   first_manifest_done_ = true;
   ScriptRunnerOptions so;
   so.log_dir = options_.log_dir;
@@ -471,6 +475,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   if (auto s = scripts_->init({manifest_->scripts().begin(), manifest_->scripts().end()}); !s) {
     log_->error("scripts: {}", s.error());
   }
+  if (on_context_changed) on_context_changed();
   if (shutting_down_) return;
   lifecycle_.set(v1::LIFECYCLE_STATE_STARTING);
   runStartScripts();
@@ -503,6 +508,7 @@ void Agent::refreshBanners(AgentApi& api, std::function<void(const RpcStatus&)> 
         if (b.enabled()) text += (text.empty() ? "" : " | ") + b.message();
       }
       log_->debug("banners: {}", text.empty() ? "(none)" : text);
+      if (on_context_changed) on_context_changed();
     }
     done(st);
   });

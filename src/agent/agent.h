@@ -83,6 +83,20 @@ class Agent {
   // Hooks for services that accept sessions (SSH, PTY, ...): called when shutdown begins.
   std::vector<std::function<void()>> on_stop_accepting;
 
+  // Fires (on the loop) when what sessions see changes: manifest, banners.
+  std::function<void()> on_context_changed;
+  // Adds session figures (SSH, PTY) to each stats report.
+  std::function<void(v1::Stats*)> stats_hook;
+  // Queues a connection audit report (loop thread).
+  void reportConnection(v1::ReportConnectionRequest r) { connections_.push(std::move(r)); }
+  // Inputs of the command environment, for sessions served outside the loop.
+  const EnvMap& processEnv() const { return process_env_; }
+  const EnvMap& agentEnv() const { return options_.agent_env; }
+  const UserInfo& user() const { return user_; }
+  const std::string& expandedDirectory() const { return expanded_dir_; }
+  const ChildPriority& childPriority() const { return priority_; }
+  std::string scriptBinDir() const { return scripts_ ? scripts_->binDir() : ""; }
+
   // Debug views (JSON text).
   std::string debugState() const;
   std::string debugManifest() const;

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <iostream>
 
@@ -14,6 +15,7 @@
 #include "agent/local_api.h"
 #include "agent/metrics.h"
 #include "agent/reaper.h"
+#include "ssh/ssh_server.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
@@ -22,6 +24,13 @@
 #include "wsa/version.h"
 
 namespace {
+
+std::string defaultAgentDataDir() {
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+    return std::string(x) + "/wsa-agent";
+  }
+  return wsa::homeDirectory() + "/.local/state/wsa-agent";
+}
 
 std::string tempDir() {
   const char* t = std::getenv("TMPDIR");
@@ -51,6 +60,10 @@ int main(int argc, char** argv) {
   std::string banner_refresh = "2m", metadata_interval = "1s", script_wait_delay = "10s";
   std::string stop_scripts_timeout = "10m", flush_timeout = "5s", backoff_cap = "10s";
   std::string ready_file;
+  std::string data_dir = defaultAgentDataDir();
+  std::string ssh_listen, ssh_host_key, ssh_authorized_keys = homeDirectory() + "/.ssh/authorized_keys";
+  bool block_file_transfer = false, block_local_forwarding = false, block_reverse_forwarding = false;
+  bool block_agent_forwarding = false, block_x11_forwarding = false;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -110,6 +123,32 @@ int main(int argc, char** argv) {
       ->capture_default_str()->envname("WSA_AGENT_BACKOFF_CAP");
   app.add_option("--log-queue-bytes", log_queue_bytes, "Bound on script output queued for sending")
       ->capture_default_str()->envname("WSA_AGENT_LOG_QUEUE_BYTES");
+  app.add_option("--data-dir", data_dir, "Directory for the agent's persistent state (SSH host key)")
+      ->capture_default_str()->envname("WSA_AGENT_DATA_DIR");
+  app.add_option("--ssh-listen", ssh_listen,
+                 "Also serve SSH on this TCP address (off by default; the overlay serves ports 1 "
+                 "and 22). Public-key authentication is required here")
+      ->envname("WSA_AGENT_SSH_LISTEN");
+  app.add_option("--ssh-host-key", ssh_host_key,
+                 "SSH host key file (default <data-dir>/ssh_host_ed25519_key; created once)")
+      ->envname("WSA_AGENT_SSH_HOST_KEY");
+  app.add_option("--ssh-authorized-keys", ssh_authorized_keys,
+                 "OpenSSH authorized_keys file for --ssh-listen (re-read when it changes)")
+      ->capture_default_str()->envname("WSA_AGENT_SSH_AUTHORIZED_KEYS");
+  app.add_flag("--block-file-transfer", block_file_transfer,
+               "Refuse sftp and scp/rsync/nc commands over SSH (exit 65)")
+      ->envname("WSA_AGENT_BLOCK_FILE_TRANSFER");
+  app.add_flag("--block-local-port-forwarding", block_local_forwarding,
+               "Refuse SSH local port forwarding (-L)")
+      ->envname("WSA_AGENT_BLOCK_LOCAL_PORT_FORWARDING");
+  app.add_flag("--block-reverse-port-forwarding", block_reverse_forwarding,
+               "Refuse SSH remote port forwarding (-R)")
+      ->envname("WSA_AGENT_BLOCK_REVERSE_PORT_FORWARDING");
+  app.add_flag("--block-agent-forwarding", block_agent_forwarding,
+               "Do not forward SSH agents (-A)")
+      ->envname("WSA_AGENT_BLOCK_AGENT_FORWARDING");
+  app.add_flag("--block-x11-forwarding", block_x11_forwarding, "Do not forward X11 (-X)")
+      ->envname("WSA_AGENT_BLOCK_X11_FORWARDING");
   app.add_flag("--no-reap", no_reap, "Do not act as a zombie reaper when running as PID 1");
   app.add_option("--ready-file", ready_file,
                  "Write {\"prometheus\":..., \"debug\":..., \"pid\":...} here once listening")
@@ -215,6 +254,67 @@ int main(int argc, char** argv) {
   };
   agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
 
+  ssh::SshServerOptions sopts;
+  sopts.host_key_path = ssh_host_key.empty() ? data_dir + "/ssh_host_ed25519_key" : ssh_host_key;
+  sopts.authorized_keys_path = ssh_authorized_keys;
+  sopts.require_auth = true;
+  sopts.block_file_transfer = block_file_transfer;
+  sopts.block_local_port_forwarding = block_local_forwarding;
+  sopts.block_reverse_port_forwarding = block_reverse_forwarding;
+  sopts.block_agent_forwarding = block_agent_forwarding;
+  sopts.block_x11_forwarding = block_x11_forwarding;
+  sopts.max_timeout = std::chrono::duration_cast<std::chrono::seconds>(*d7);
+  ssh::SshServer::Hooks shooks;
+  shooks.post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
+  shooks.report = [&a](agent::v1::ReportConnectionRequest r) { a.reportConnection(std::move(r)); };
+  auto ssh_server = ssh::SshServer::create(io, sopts, shooks);
+  if (!ssh_server) return fail("SSH server: " + ssh_server.error());
+  ssh::SshServer& sshd = **ssh_server;
+  auto publish = [&a, &sshd] {
+    auto ctx = std::make_shared<ssh::SessionContext>();
+    ctx->process_env = a.processEnv();
+    if (a.manifest()) ctx->manifest = std::make_shared<const agent::v1::Manifest>(*a.manifest());
+    ctx->agent_env = a.agentEnv();
+    ctx->script_bin_dir = a.scriptBinDir();
+    ctx->user = a.user();
+    ctx->expanded_dir = a.expandedDirectory();
+    ctx->priority = a.childPriority();
+    ctx->banners = a.banners();
+    ctx->motd_path = a.manifest() ? a.manifest()->motd_path() : "";
+    sshd.setContext(ctx);
+  };
+  publish();
+  a.on_context_changed = publish;
+  a.on_stop_accepting.push_back([&sshd] { sshd.stopAccepting(); });
+  a.stats_hook = [&sshd](agent::v1::Stats* st) {
+    auto& c = sshd.counters();
+    st->set_session_count_ssh(c.sessions_ssh);
+    st->set_session_count_vscode(c.sessions_vscode);
+    st->set_session_count_jetbrains(c.sessions_jetbrains);
+    int64_t total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
+    if (total > 0) (*st->mutable_connections_by_proto())["ssh"] = total;
+  };
+  metrics.addCollectHook([&metrics, &sshd] {
+    auto& c = sshd.counters();
+    metrics.ssh_sessions.Add({{"type", "ssh"}}).Set(static_cast<double>(c.sessions_ssh));
+    metrics.ssh_sessions.Add({{"type", "vscode"}}).Set(static_cast<double>(c.sessions_vscode));
+    metrics.ssh_sessions.Add({{"type", "jetbrains"}}).Set(static_cast<double>(c.sessions_jetbrains));
+    metrics.ssh_connections.Set(static_cast<double>(c.connections));
+    auto sync = [](prometheus::Counter& ctr, uint64_t v) {
+      if (static_cast<double>(v) > ctr.Value()) ctr.Increment(static_cast<double>(v) - ctr.Value());
+    };
+    sync(metrics.ssh_sessions_total, c.sessions_total);
+    sync(metrics.ssh_failed_connections, c.failed_connections);
+    sync(metrics.ssh_sftp_sessions, c.sftp_sessions);
+  });
+  std::string ssh_bound;
+  if (!ssh_listen.empty()) {
+    auto b = sshd.listen(ssh_listen);
+    if (!b) return fail("--ssh-listen: " + b.error());
+    ssh_bound = *b;
+    log->info("serving SSH on {} (host key {})", *b, sshd.hostKeyFingerprint());
+  }
+
   std::unique_ptr<http::Server> metrics_server, debug_server;
   std::string metrics_bound, debug_bound;
   if (!prometheus_address.empty()) {
@@ -239,7 +339,8 @@ int main(int argc, char** argv) {
   }
   if (!ready_file.empty()) {
     std::string j = "{\"prometheus\":\"" + metrics_bound + "\",\"debug\":\"" + debug_bound +
-                    "\",\"pid\":" + std::to_string(::getpid()) + "}\n";
+                    "\",\"ssh\":\"" + ssh_bound + "\",\"ssh_host_key\":\"" +
+                    sshd.hostKeyFingerprint() + "\",\"pid\":" + std::to_string(::getpid()) + "}\n";
     if (auto st = writeFileAtomic(ready_file, j); !st) return fail("--ready-file: " + st.error());
   }
   log->info("control server {} ({})", parsed_url->text,
@@ -248,6 +349,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   a.on_exit = [&](int code) {
     exit_code = code;
+    sshd.shutdown();
     if (metrics_server) metrics_server->stop();
     if (debug_server) debug_server->stop();
     io.stop();

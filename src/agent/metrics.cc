@@ -81,6 +81,30 @@ AgentMetrics::AgentMetrics()
                           .Help("Current lifecycle state (1 created .. 9 off)")
                           .Register(reg(registry_))
                           .Add({})),
+      ssh_sessions(prometheus::BuildGauge()
+                       .Name("wsa_agent_ssh_sessions")
+                       .Help("SSH sessions open now, by type (ssh, vscode, jetbrains)")
+                       .Register(reg(registry_))),
+      ssh_sessions_total(prometheus::BuildCounter()
+                             .Name("wsa_agent_ssh_sessions_total")
+                             .Help("SSH sessions started")
+                             .Register(reg(registry_))
+                             .Add({})),
+      ssh_connections(prometheus::BuildGauge()
+                          .Name("wsa_agent_ssh_connections")
+                          .Help("SSH connections open now")
+                          .Register(reg(registry_))
+                          .Add({})),
+      ssh_failed_connections(prometheus::BuildCounter()
+                                 .Name("wsa_agent_ssh_failed_connections_total")
+                                 .Help("SSH connections that failed before a session (key exchange)")
+                                 .Register(reg(registry_))
+                                 .Add({})),
+      ssh_sftp_sessions(prometheus::BuildCounter()
+                            .Name("wsa_agent_ssh_sftp_sessions_total")
+                            .Help("SFTP sessions started")
+                            .Register(reg(registry_))
+                            .Add({})),
       info(prometheus::BuildGauge()
                .Name("wsa_agent_info")
                .Help("Always 1; labels describe the agent")

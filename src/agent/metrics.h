@@ -43,6 +43,12 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>& app_health_checks;     // {result}
   prometheus::Family<prometheus::Counter>& reports_dropped;       // {queue}
   prometheus::Gauge& lifecycle_state;
+  // SSH
+  prometheus::Family<prometheus::Gauge>& ssh_sessions;  // {type}, current
+  prometheus::Counter& ssh_sessions_total;
+  prometheus::Gauge& ssh_connections;
+  prometheus::Counter& ssh_failed_connections;
+  prometheus::Counter& ssh_sftp_sessions;
   prometheus::Family<prometheus::Gauge>& info;  // {version}
 
   // Hooks run before each scrape to refresh gauges from live state.

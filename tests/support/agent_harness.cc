@@ -34,7 +34,9 @@ void AgentHarness::start() {
                                    "--prometheus-address", "127.0.0.1:0",
                                    "--debug-address", "127.0.0.1:0",
                                    "--ready-file", ready,
+                                   "--data-dir", dir_.file("state"),
                                    "--log-level", "debug"};
+  if (options_.ssh) args.insert(args.end(), {"--ssh-listen", "127.0.0.1:0"});
   if (options_.token_in_file) {
     writeText(dir_.file("token"), token_ + "\n");
     ::chmod(dir_.file("token").c_str(), 0600);
@@ -57,6 +59,9 @@ void AgentHarness::start() {
   prometheus_ = j["prometheus"];
   debug_ = j["debug"];
   agent_pid_ = j["pid"];
+  std::string ssh = j.value("ssh", "");
+  if (!ssh.empty()) ssh_port_ = std::stoi(ssh.substr(ssh.rfind(':') + 1));
+  ssh_fingerprint_ = j.value("ssh_host_key", "");
 }
 
 void AgentHarness::signal(int sig) {
@@ -87,6 +92,12 @@ nlohmann::json AgentHarness::debugState() const {
 std::pair<int, std::string> AgentHarness::debugGet(const std::string& path) const {
   auto r = httpRequest("GET", "http://" + debug_ + path);
   return {r.status, r.body};
+}
+
+std::string AgentHarness::sshHostPublicKey() const {
+  auto r = run({"ssh-keygen", "-y", "-f", dir_.file("state") + "/ssh_host_ed25519_key"},
+               std::chrono::seconds(10));
+  return r.output;
 }
 
 std::string AgentHarness::metrics() const {

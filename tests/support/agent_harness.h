@@ -22,6 +22,7 @@ class AgentHarness {
     std::vector<std::string> wrapper;        // e.g. {"unshare", "--pid", "--fork", ...}
     bool token_in_file = true;
     std::string home;                        // HOME for the agent (default: a temp dir)
+    bool ssh = false;                        // serve SSH on 127.0.0.1:0
   };
   AgentHarness(std::string url, std::string token, Options options);
   AgentHarness(std::string url, std::string token) : AgentHarness(std::move(url), std::move(token), Options()) {}
@@ -45,6 +46,11 @@ class AgentHarness {
   const std::string& home() const { return home_; }
   const std::string& dir() const { return dir_.path(); }
   std::string logDir() const { return dir_.file("logs"); }
+  int sshPort() const { return ssh_port_; }
+  const std::string& sshFingerprint() const { return ssh_fingerprint_; }
+  // The SSH host public key as an OpenSSH line.
+  std::string sshHostPublicKey() const;
+  Options& options() { return options_; }
 
  private:
   TempDir dir_;
@@ -56,6 +62,8 @@ class AgentHarness {
   std::string prometheus_;
   std::string debug_;
   pid_t agent_pid_ = -1;
+  int ssh_port_ = 0;
+  std::string ssh_fingerprint_;
   std::unique_ptr<Process> process_;
 };
 

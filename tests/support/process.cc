@@ -164,3 +164,29 @@ RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds ti
 }
 
 }  // namespace wsa::test
+
+namespace wsa::test {
+
+SplitResult runSplit(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                     const std::vector<std::string>& env, const std::string& stdin_data) {
+  TempDir dir;
+  Process::Options o;
+  o.argv = argv;
+  o.env = env;
+  o.stdout_path = dir.file("out");
+  o.stderr_path = dir.file("err");
+  if (!stdin_data.empty()) {
+    writeText(dir.file("in"), stdin_data);
+    o.stdin_path = dir.file("in");
+  }
+  auto p = Process::start(o);
+  auto code = p->wait(scaled(timeout));
+  if (!code) p->kill();
+  SplitResult r;
+  r.code = code.value_or(-1);
+  r.out = readText(dir.file("out"));
+  r.err = readText(dir.file("err"));
+  return r;
+}
+
+}  // namespace wsa::test

@@ -55,4 +55,13 @@ struct RunResult {
 RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
               const std::vector<std::string>& env = {}, const std::string& stdin_data = "");
 
+// Like run, with stdout and stderr kept apart.
+struct SplitResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+SplitResult runSplit(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                     const std::vector<std::string>& env = {}, const std::string& stdin_data = "");
+
 }  // namespace wsa::test

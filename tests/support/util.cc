@@ -46,6 +46,12 @@ std::string readText(const std::string& path) {
   return ss.str();
 }
 
+std::string_view trimView(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
 bool pathExists(const std::string& path) { return std::filesystem::exists(path); }
 
 void writeText(const std::string& path, const std::string& text) {

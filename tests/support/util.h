@@ -27,6 +27,7 @@ bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
                std::chrono::milliseconds poll = std::chrono::milliseconds(10));
 
 std::string readText(const std::string& path);
+std::string_view trimView(std::string_view s);
 bool pathExists(const std::string& path);
 void writeText(const std::string& path, const std::string& text);
 // A random token suitable for configs (32 hex chars).

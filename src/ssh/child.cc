@@ -1,0 +1,149 @@
+#include "ssh/child.h"
+
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace wsa::ssh {
+
+void setWindowSize(int master, const PtySize& s) {
+  struct winsize ws {};
+  ws.ws_row = static_cast<unsigned short>(s.rows);
+  ws.ws_col = static_cast<unsigned short>(s.cols);
+  ws.ws_xpixel = static_cast<unsigned short>(s.xpixels);
+  ws.ws_ypixel = static_cast<unsigned short>(s.ypixels);
+  ::ioctl(master, TIOCSWINSZ, &ws);
+}
+
+namespace {
+
+void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void setCloexec(int fd) { ::fcntl(fd, F_SETFD, FD_CLOEXEC); }
+
+[[noreturn]] void childExec(const ChildSpec& spec, const std::string& program, char** argv,
+                            char** envp, const std::string& oom, int status_fd) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+  if (!oom.empty()) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
+    if (fd >= 0) {
+      (void)!::write(fd, oom.data(), oom.size());
+      ::close(fd);
+    }
+  }
+  if (spec.priority.nice) ::setpriority(PRIO_PROCESS, 0, *spec.priority.nice);
+  if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) != 0) {
+    int e = errno;
+    (void)!::write(status_fd, &e, sizeof(e));
+    _exit(127);
+  }
+  auto keep = static_cast<unsigned>(status_fd);
+  if (keep > 3) ::syscall(SYS_close_range, 3u, keep - 1, 0u);
+  ::syscall(SYS_close_range, keep + 1, ~0u, 0u);
+  ::execve(program.c_str(), argv, envp);
+  int e = errno;
+  (void)!::write(status_fd, &e, sizeof(e));
+  _exit(127);
+}
+
+}  // namespace
+
+Result<Child> spawnChild(const ChildSpec& spec) {
+  if (spec.argv.empty()) return makeError("empty command");
+  std::string program = agent::resolveProgram(spec.argv[0], spec.env);
+  std::vector<std::string> args = spec.argv;
+  if (!spec.argv0.empty()) args[0] = spec.argv0;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> envs = spec.env;
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string oom = spec.priority.oom_score_adj ? std::to_string(*spec.priority.oom_score_adj) : "";
+
+  int status[2];
+  if (::pipe2(status, O_CLOEXEC) != 0) return makeError(std::string("pipe: ") + std::strerror(errno));
+  Child c;
+  pid_t pid;
+  if (spec.pty) {
+    int master = -1;
+    struct winsize ws {};
+    ws.ws_row = static_cast<unsigned short>(spec.size.rows);
+    ws.ws_col = static_cast<unsigned short>(spec.size.cols);
+    char name[128] = {0};
+    pid = ::forkpty(&master, name, nullptr, &ws);
+    if (pid == 0) childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+    if (pid > 0) {
+      c.master = master;
+      c.tty_name = name;
+      setCloexec(master);
+      setNonBlocking(master);
+    }
+  } else {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+      ::close(status[0]);
+      ::close(status[1]);
+      return makeError(std::string("pipe: ") + std::strerror(errno));
+    }
+    pid = ::fork();
+    if (pid == 0) {
+      ::setsid();
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    if (pid > 0) {
+      c.stdin_fd = in[1];
+      c.stdout_fd = out[0];
+      c.stderr_fd = err[0];
+      setNonBlocking(c.stdin_fd);
+      setNonBlocking(c.stdout_fd);
+      setNonBlocking(c.stderr_fd);
+    } else {
+      ::close(in[1]);
+      ::close(out[0]);
+      ::close(err[0]);
+    }
+  }
+  ::close(status[1]);
+  if (pid < 0) {
+    int e = errno;
+    ::close(status[0]);
+    return makeError(std::string("fork: ") + std::strerror(e));
+  }
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status[0], &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(status[0]);
+  c.pid = pid;
+  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+    ::waitpid(pid, nullptr, 0);
+    for (int fd : {c.master, c.stdin_fd, c.stdout_fd, c.stderr_fd}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return makeError(program + ": " + std::strerror(child_errno));
+  }
+  c.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  return c;
+}
+
+}  // namespace wsa::ssh
