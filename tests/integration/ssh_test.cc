@@ -5,6 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -161,13 +165,30 @@ TEST_F(SshTest, SftpAndScpMoveBinaryFilesIntact) {
   EXPECT_EQ(sha256File(remote_dir + "/legacy.bin"), sha256File(local.file("blob")));
 }
 
+// A port below the kernel's ephemeral range (32768+, where client sockets of concurrent tests
+// live) that is free right now.
+int freePort() {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int port = 10000 + static_cast<int>(std::random_device{}() % 20000);
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    ::close(s);
+    if (ok) return port;
+  }
+  return 0;
+}
+
 // A TCP server on loopback answering one line per connection.
 class LineServer {
  public:
   explicit LineServer(const std::string& reply) {
     int port = 0;
     for (int attempt = 0; attempt < 20 && port == 0; ++attempt) {
-      int candidate = 20000 + static_cast<int>(std::random_device{}() % 20000);
+      int candidate = freePort();
       Process::Options o;
       o.argv = {"socat", "TCP-LISTEN:" + std::to_string(candidate) + ",bind=127.0.0.1,reuseaddr,fork",
                 "SYSTEM:echo " + reply};
@@ -201,7 +222,6 @@ std::string fetchLine(int port) {
   return std::string(trimView(r.out));  // empty when nothing answers
 }
 
-int freePort() { return 30000 + static_cast<int>(std::random_device{}() % 20000); }
 
 TEST_F(SshTest, LocalAndRemotePortForwarding) {
   start();

@@ -44,7 +44,6 @@ void SshClient::trust(const std::string& host, int port, const std::string& host
 }
 
 std::vector<std::string> SshClient::sshArgv(const std::vector<std::string>& args) const {
-  writeConfig();
   std::vector<std::string> argv = {"ssh", "-F", config_};
   std::vector<std::string> opts;
   std::vector<std::string> command;
@@ -70,14 +69,12 @@ SplitResult SshClient::ssh(const std::vector<std::string>& args, const std::stri
 
 SplitResult SshClient::scp(const std::vector<std::string>& args,
                            std::chrono::milliseconds timeout) const {
-  writeConfig();
   std::vector<std::string> argv = {"scp", "-F", config_};
   argv.insert(argv.end(), args.begin(), args.end());
   return runSplit(argv, timeout);
 }
 
 SplitResult SshClient::sftp(const std::string& batch, std::chrono::milliseconds timeout) const {
-  writeConfig();
   writeText(dir_.file("batch"), batch);
   return runSplit({"sftp", "-F", config_, "-b", dir_.file("batch"), "test-host"}, timeout);
 }

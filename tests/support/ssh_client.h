@@ -1,7 +1,8 @@
 #pragma once
 // The real OpenSSH client tools (ssh, scp, sftp) against a test server: a throwaway key pair,
 // a private ssh_config with BatchMode and strict host key checking against a known_hosts file
-// holding the server's key.
+// holding the server's key. The config is written only when the target changes, so many
+// clients may run at once.
 
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ class SshClient {
   void setTarget(const std::string& host, int port) {
     host_ = host;
     port_ = port;
+    writeConfig();
   }
   // ssh [options] test-host [command...]
   SplitResult ssh(const std::vector<std::string>& args, const std::string& stdin_data = "",
