@@ -78,18 +78,44 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   Child c;
   pid_t pid;
   if (spec.pty) {
+    // openpty first so the terminal's name is known before fork (SSH_TTY).
     int master = -1;
+    int slave = -1;
     struct winsize ws {};
     ws.ws_row = static_cast<unsigned short>(spec.size.rows);
     ws.ws_col = static_cast<unsigned short>(spec.size.cols);
+    ws.ws_xpixel = static_cast<unsigned short>(spec.size.xpixels);
+    ws.ws_ypixel = static_cast<unsigned short>(spec.size.ypixels);
     char name[128] = {0};
-    pid = ::forkpty(&master, name, nullptr, &ws);
-    if (pid == 0) childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+    if (::openpty(&master, &slave, name, nullptr, &ws) != 0) {
+      ::close(status[0]);
+      ::close(status[1]);
+      return makeError(std::string("openpty: ") + std::strerror(errno));
+    }
+    setCloexec(master);
+    setCloexec(slave);
+    for (auto& e : envs) {
+      if (e == "SSH_TTY=") e = std::string("SSH_TTY=") + name;
+    }
+    envp.clear();
+    for (auto& e : envs) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid = ::fork();
+    if (pid == 0) {
+      ::setsid();
+      ::ioctl(slave, TIOCSCTTY, 0);
+      ::dup2(slave, 0);
+      ::dup2(slave, 1);
+      ::dup2(slave, 2);
+      childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+    }
+    ::close(slave);
     if (pid > 0) {
       c.master = master;
       c.tty_name = name;
-      setCloexec(master);
       setNonBlocking(master);
+    } else {
+      ::close(master);
     }
   } else {
     int in[2], out[2], err[2];

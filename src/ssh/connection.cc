@@ -498,11 +498,7 @@ class Connection::SessionChannel final : public Connection::Channel {
     } else {
       spec.argv = agent::shellCommand(ctx->user.shell, command);
     }
-    if (pty_) {
-      // The TTY name is known only after forkpty; SSH_TTY is set from it by login shells'
-      // tools rarely; we provide it when we can.
-      env["SSH_TTY"] = "";
-    }
+    if (pty_) env["SSH_TTY"] = "";  // filled in with the terminal's name by spawnChild
     spec.env = agent::toEnvList(env);
     if (login_ && pty_) writeGreeting(*ctx);
     auto child = spawnChild(spec);

@@ -414,3 +414,131 @@ TEST_F(SshTest, GracefulShutdownEndsSessionsWithinItsBound) {
 
 }  // namespace
 }  // namespace wsa::test
+
+namespace wsa::test {
+namespace {
+
+// tmux as the user's terminal: a real PTY on the client side.
+class Tmux {
+ public:
+  explicit Tmux(const std::vector<std::string>& command) {
+    socket_ = dir_.file("tmux.sock");
+    std::string cmd;
+    for (const auto& a : command) cmd += "'" + a + "' ";
+    auto r = run({"tmux", "-S", socket_, "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
+                  cmd},
+                 std::chrono::seconds(10), {"TERM=xterm-256color"});
+    ok_ = r.code == 0;
+  }
+  ~Tmux() { run({"tmux", "-S", socket_, "kill-server"}, std::chrono::seconds(10)); }
+  bool ok() const { return ok_; }
+  void type(const std::string& keys) {
+    run({"tmux", "-S", socket_, "send-keys", "-t", "t", "-l", keys}, std::chrono::seconds(10));
+    run({"tmux", "-S", socket_, "send-keys", "-t", "t", "Enter"}, std::chrono::seconds(10));
+  }
+  std::string screen() {
+    return run({"tmux", "-S", socket_, "capture-pane", "-p", "-t", "t"}, std::chrono::seconds(10))
+        .output;
+  }
+  bool waitFor(const std::string& text, std::chrono::milliseconds t = std::chrono::seconds(15)) {
+    return waitUntil([&] { return screen().find(text) != std::string::npos; }, t, std::chrono::milliseconds(50));
+  }
+  void resize(int cols, int rows) {
+    run({"tmux", "-S", socket_, "resize-window", "-t", "t", "-x", std::to_string(cols), "-y",
+         std::to_string(rows)},
+        std::chrono::seconds(10));
+  }
+  bool alive() { return run({"tmux", "-S", socket_, "has-session", "-t", "t"}, std::chrono::seconds(10)).code == 0; }
+
+ private:
+  TempDir dir_;
+  std::string socket_;
+  bool ok_ = false;
+};
+
+TEST_F(SshTest, InteractiveLoginShellWithPtyAndWindowChanges) {
+  start();
+  Tmux t(client_.sshArgv({"-tt", "--"}));
+  ASSERT_TRUE(t.ok());
+  // The remote login shell is ready when its last line is a prompt ending in '#' or '$'
+  // (tmux trims trailing spaces).
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto s = std::string(trimView(t.screen()));
+        return !s.empty() && (s.back() == '#' || s.back() == '$');
+      },
+      seconds(15)))
+      << t.screen();
+  t.type("echo MARK-$TERM-$((6*7))-$0");
+  // TERM is the client's (tmux's), and it is a login shell: $0 starts with '-'.
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto s = t.screen();
+        auto p = s.find("\nMARK-");
+        return p != std::string::npos && s.find("-42--", p) != std::string::npos &&
+               s.find("256color", p) != std::string::npos;
+      },
+      seconds(15)))
+      << t.screen();
+  t.type("echo SIZE $(stty size) TTY $SSH_TTY $(tty)");
+  ASSERT_TRUE(t.waitFor("SIZE 40 120")) << t.screen();
+  auto scr = t.screen();
+  auto pos = scr.find("TTY /dev/pts/");
+  ASSERT_NE(pos, std::string::npos) << scr;
+  std::string rest = scr.substr(pos + 4);
+  std::string ssh_tty = rest.substr(0, rest.find(' '));
+  EXPECT_NE(rest.find(" " + ssh_tty), std::string::npos) << "SSH_TTY should name the session's tty";
+  t.resize(100, 30);
+  t.type("echo RESIZED $(stty size)");
+  EXPECT_TRUE(t.waitFor("RESIZED 30 100")) << t.screen();
+  t.type("exit 4");
+  EXPECT_TRUE(waitUntil([&] { return !t.alive(); }, seconds(15)));
+}
+
+TEST_F(SshTest, BannersAndMotdBeforeTheFirstPromptUnlessHushed) {
+  TempDir files;
+  writeText(files.file("motd"), "Message of the day\nsecond line\n");
+  json manifest = {{"motd_path", files.file("motd")}};
+  // The banner comes from controld's configuration.
+  json c = basicControldConfig();
+  c["banner"] = {{"enabled", true}, {"message", "  Maintenance on Sunday  \n"}};
+  c["agents"][0]["manifest"] = manifest;
+  cd_ = std::make_unique<ControldHarness>(c);
+  cd_->start();
+  AgentHarness::Options o;
+  o.ssh = true;
+  agent_ = std::make_unique<AgentHarness>(cd_->controlUrl(), cd_->agentToken(), o);
+  authorize(client_.publicKey());
+  agent_->start();
+  client_.trust("127.0.0.1", agent_->sshPort(), agent_->sshHostPublicKey());
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto b = agent_->debugState()["banners"];
+        return !b.empty();
+      },
+      seconds(20)));
+  // Login shell with a PTY: banner (trimmed, then a blank line), then the MOTD, CRLF endings.
+  auto login = client_.ssh({"-tt", "--"}, "echo END-OF-SESSION; exit\n");
+  auto banner = login.out.find("Maintenance on Sunday\r\n\r\n");
+  auto motd = login.out.find("Message of the day\r\nsecond line\r\n");
+  auto end = login.out.find("END-OF-SESSION");
+  ASSERT_NE(banner, std::string::npos) << login.out;
+  ASSERT_NE(motd, std::string::npos) << login.out;
+  ASSERT_NE(end, std::string::npos) << login.out;
+  EXPECT_LT(banner, motd);
+  EXPECT_LT(motd, end);
+  // A command never shows either.
+  auto cmd = client_.ssh({"-tt", "--", "echo only-this"});
+  EXPECT_EQ(cmd.out.find("Maintenance"), std::string::npos) << cmd.out;
+  EXPECT_EQ(cmd.out.find("Message of the day"), std::string::npos);
+  // ~/.hushlogin hides the MOTD but not the banner.
+  writeText(agent_->home() + "/.hushlogin", "");
+  auto hushed = client_.ssh({"-tt", "--"}, "echo END-OF-SESSION; exit\n");
+  EXPECT_NE(hushed.out.find("Maintenance on Sunday"), std::string::npos) << hushed.out;
+  EXPECT_EQ(hushed.out.find("Message of the day"), std::string::npos) << hushed.out;
+  // A PTY command that does not exist exits 127.
+  EXPECT_EQ(client_.ssh({"-tt", "--", "no-such-command-here"}).code, 127);
+}
+
+}  // namespace
+}  // namespace wsa::test
