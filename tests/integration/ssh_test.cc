@@ -542,3 +542,35 @@ TEST_F(SshTest, BannersAndMotdBeforeTheFirstPromptUnlessHushed) {
 
 }  // namespace
 }  // namespace wsa::test
+
+namespace wsa::test {
+namespace {
+
+// Unix-socket forwarding (OpenSSH streamlocal) cannot be served with Debian 12's libssh 0.10.6:
+// it parses neither direct-streamlocal@openssh.com nor streamlocal-forward@openssh.com (see
+// docs/ssh.md). Both directions must fail cleanly, never hang or half-work.
+TEST_F(SshTest, UnixSocketForwardingFailsCleanly) {
+  start();
+  TempDir d;
+  auto r = client_.ssh({"-o", "ExitOnForwardFailure=yes", "-R", d.file("r.sock") + ":/run/x.sock",
+                        "--", "echo up"},
+                       "", seconds(20));
+  EXPECT_EQ(r.code, 255);
+  EXPECT_NE(r.err.find("remote port forwarding failed"), std::string::npos) << r.err;
+  Process::Options o;
+  o.argv = client_.sshArgv({"-o", "LogLevel=INFO", "-N", "-L", d.file("l.sock") + ":/run/x.sock", "--"});
+  o.stderr_path = d.file("l.err");
+  auto l = Process::start(o);
+  ASSERT_TRUE(waitUntil([&] { return pathExists(d.file("l.sock")); }, seconds(10)));
+  bool refused = waitUntil(
+      [&] {
+        run({"socat", "-", "UNIX-CONNECT:" + d.file("l.sock")}, seconds(5));
+        return readText(d.file("l.err")).find("open failed") != std::string::npos;
+      },
+      seconds(10));
+  EXPECT_TRUE(refused) << readText(d.file("l.err"));
+  l->kill();
+}
+
+}  // namespace
+}  // namespace wsa::test
