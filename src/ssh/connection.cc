@@ -713,7 +713,12 @@ Connection::~Connection() {
     ::unlink(agent_socket_.c_str());
     ::rmdir(agent_socket_dir_.c_str());
   }
-  if (event_ != nullptr) ssh_event_free(event_);
+  if (event_ != nullptr) {
+    // ssh_event_free does not free the handles ssh_event_add_fd allocated.
+    for (auto& [fd, ev] : registered_) ssh_event_remove_fd(event_, fd);
+    registered_.clear();
+    ssh_event_free(event_);
+  }
   if (session_ != nullptr) ssh_free(session_);
   for (int fd : to_close_) ::close(fd);
   if (wake_fd_ >= 0) ::close(wake_fd_);

@@ -15,6 +15,7 @@
 namespace asio {
 class io_context;
 }
+#include <asio/ip/tcp.hpp>
 
 namespace wsa::ssh {
 
@@ -54,6 +55,7 @@ class SshServer::Impl {
  private:
   void reapFinished();
   void acceptLoop();
+  void acceptNext(asio::ip::tcp::acceptor* a);
 
   asio::io_context& io_;
   SshServer& owner_;

@@ -203,25 +203,20 @@ Result<std::string> SshServer::Impl::listen(const std::string& address) {
   return net::joinHostPort(bound.address().to_string(), bound.port());
 }
 
-void SshServer::Impl::acceptLoop() {
-  auto& a = acceptors_.back()->acceptor;
-  auto* ap = &a;
-  std::function<void()> next;
-  auto loop = std::make_shared<std::function<void()>>();
-  *loop = [this, ap, loop] {
-    ap->async_accept([this, ap, loop](std::error_code ec, asio::ip::tcp::socket s) {
-      if (ec == asio::error::operation_aborted || !accepting_) return;
-      if (!ec) {
-        std::error_code ignored;
-        s.set_option(asio::ip::tcp::no_delay(true), ignored);
-        auto peer = s.remote_endpoint(ignored);
-        std::string p = net::joinHostPort(peer.address().to_string(), peer.port());
-        serveFd(s.release(), p);
-      }
-      (*loop)();
-    });
-  };
-  (*loop)();
+void SshServer::Impl::acceptLoop() { acceptNext(&acceptors_.back()->acceptor); }
+
+void SshServer::Impl::acceptNext(asio::ip::tcp::acceptor* a) {
+  a->async_accept([this, a](std::error_code ec, asio::ip::tcp::socket s) {
+    if (ec == asio::error::operation_aborted || !accepting_) return;
+    if (!ec) {
+      std::error_code ignored;
+      s.set_option(asio::ip::tcp::no_delay(true), ignored);
+      auto peer = s.remote_endpoint(ignored);
+      std::string p = net::joinHostPort(peer.address().to_string(), peer.port());
+      serveFd(s.release(), p);
+    }
+    acceptNext(a);
+  });
 }
 
 void SshServer::Impl::serveFd(int fd, std::string peer) {
