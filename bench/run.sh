@@ -3,7 +3,7 @@
 #   bench/run.sh ssh [options for ssh_bench.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --bench
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/wsa-ccache}"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSA_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j "${WSA_JOBS:-2}"

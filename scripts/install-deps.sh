@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package the project needs to build, test and run.
 # Idempotent: packages already present are skipped and nothing is printed for them.
-# Usage: scripts/install-deps.sh [--quiet]
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds what bench/ needs: OpenSSH's sshd)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -13,12 +13,17 @@ BUILD_PKGS=(
 )
 # Real peers and tools the integration tests drive (never faked there).
 TEST_PKGS=(
-  openssh-client openssh-server openssh-sftp-server openssl curl tmux xauth
+  openssh-client openssh-sftp-server openssl curl tmux xauth
   wireguard-tools wireguard-go iproute2 iputils-ping netcat-openbsd socat
   prometheus sqlite3 procps psmisc
 )
 
+# Peers the benchmarks compare against (not needed for tests; sshd would start as a service
+# where systemd runs, so it is only installed on request).
+BENCH_PKGS=(openssh-server python3)
+
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
+[ "${1:-}" = "--bench" ] && want+=("${BENCH_PKGS[@]}")
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
