@@ -1,18 +1,16 @@
 #include "wsa/http/server.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
-#include <asio/ip/v6_only.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <set>
 
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
-#include "wsa/net/asio_stream.h"
+#include "wsa/net/listener.h"
 
 namespace wsa::http {
 
@@ -57,9 +55,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   Router router_;
   ServerOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
-  std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
-  std::vector<std::string> unix_paths_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::set<std::shared_ptr<Connection>> connections_;
   std::atomic<size_t> connection_count_{0};  // readable from any thread
   bool stopped_ = false;
@@ -228,77 +224,22 @@ void Server::Impl::remove(Connection* c) {
   }
 }
 
-namespace {
-
-template <typename Acceptor, typename Stream>
-void acceptLoop(std::weak_ptr<Server::Impl> weak, Acceptor* acceptor) {
-  acceptor->async_accept([weak, acceptor](std::error_code ec, typename Acceptor::protocol_type::socket s) {
-    auto impl = weak.lock();
-    if (!impl || impl->stopped_) return;
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      if constexpr (std::is_same_v<Stream, net::TcpStream>) {
-        std::error_code ignored;
-        s.set_option(asio::ip::tcp::no_delay(true), ignored);
-      }
-      impl->accept(std::make_unique<Stream>(std::move(s)));
-    } else {
-      impl->log_->warn("accept failed: {}", ec.message());
-    }
-    acceptLoop<Acceptor, Stream>(weak, acceptor);
-  });
-}
-
-}  // namespace
-
 Server::Server(asio::io_context& io, Router router, ServerOptions options)
     : impl_(std::make_shared<Impl>(io, std::move(router), std::move(options))) {}
 
 Server::~Server() { stop(); }
 
 Result<std::string> Server::listen(const std::string& address) {
-  auto parsed = net::parseListenAddress(address);
-  if (!parsed) return makeError(parsed.error());
-  std::error_code ec;
-  if (parsed->is_unix) {
-    struct stat st {};
-    if (::lstat(parsed->path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-      ::unlink(parsed->path.c_str());
-    }
-    auto acc = std::make_unique<asio::local::stream_protocol::acceptor>(impl_->io_);
-    asio::local::stream_protocol::endpoint ep(parsed->path);
-    acc->open(ep.protocol(), ec);
-    if (!ec) acc->bind(ep, ec);
-    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return makeError("listen on " + address + ": " + ec.message());
-    auto* raw = acc.get();
-    impl_->unix_acceptors_.push_back(std::move(acc));
-    impl_->unix_paths_.push_back(parsed->path);
-    acceptLoop<asio::local::stream_protocol::acceptor, net::UnixStream>(impl_, raw);
-    return "unix:" + parsed->path;
-  }
-  asio::ip::address addr;
-  if (parsed->host.empty()) {
-    addr = asio::ip::address_v6::any();
-  } else if (parsed->host == "localhost") {
-    addr = asio::ip::address_v4::loopback();
-  } else {
-    addr = asio::ip::make_address(parsed->host, ec);
-    if (ec) return makeError("listen on " + address + ": \"" + parsed->host + "\" is not an IP address");
-  }
-  asio::ip::tcp::endpoint ep(addr, parsed->port);
-  auto acc = std::make_unique<asio::ip::tcp::acceptor>(impl_->io_);
-  acc->open(ep.protocol(), ec);
-  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec && addr.is_v6() && parsed->host.empty()) acc->set_option(asio::ip::v6_only(false), ec);
-  if (!ec) acc->bind(ep, ec);
-  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return makeError("listen on " + address + ": " + ec.message());
-  auto bound = acc->local_endpoint(ec);
-  auto* raw = acc.get();
-  impl_->tcp_acceptors_.push_back(std::move(acc));
-  acceptLoop<asio::ip::tcp::acceptor, net::TcpStream>(impl_, raw);
-  return net::joinHostPort(bound.address().to_string(), bound.port());
+  std::weak_ptr<Impl> weak = impl_;
+  net::Listener::Handlers h;
+  h.on_stream = [weak](net::ByteStreamPtr stream) {
+    if (auto impl = weak.lock(); impl && !impl->stopped_) impl->accept(std::move(stream));
+  };
+  auto l = net::Listener::open(impl_->io_, address, std::move(h), {true, "HTTP server"});
+  if (!l) return makeError(l.error());
+  std::string bound = (*l)->address();
+  impl_->listeners_.push_back(std::move(*l));
+  return bound;
 }
 
 void Server::serveStream(net::ByteStreamPtr stream) {
@@ -312,10 +253,7 @@ void Server::serveStream(net::ByteStreamPtr stream) {
 void Server::stop() {
   if (!impl_ || impl_->stopped_) return;
   impl_->stopped_ = true;
-  std::error_code ec;
-  for (auto& a : impl_->tcp_acceptors_) a->close(ec);
-  for (auto& a : impl_->unix_acceptors_) a->close(ec);
-  for (auto& p : impl_->unix_paths_) ::unlink(p.c_str());
+  for (auto& l : impl_->listeners_) l->close();
   auto conns = impl_->connections_;
   for (auto& c : conns) c->close();
   impl_->connections_.clear();

@@ -12,10 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "ssh/child.h"
+#include "term/child.h"
 #include "ssh/ssh_server.h"
 
 namespace wsa::ssh {
+
+using term::Child;
+using term::ChildSpec;
+using term::PtySize;
+using term::setWindowSize;
+using term::spawnChild;
 
 class Connection;
 

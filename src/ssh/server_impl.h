@@ -12,10 +12,11 @@
 #include "ssh/keys.h"
 #include "ssh/ssh_server.h"
 
+#include "wsa/net/listener.h"
+
 namespace asio {
 class io_context;
 }
-#include <asio/ip/tcp.hpp>
 
 namespace wsa::ssh {
 
@@ -54,8 +55,6 @@ class SshServer::Impl {
 
  private:
   void reapFinished();
-  void acceptLoop();
-  void acceptNext(asio::ip::tcp::acceptor* a);
 
   asio::io_context& io_;
   SshServer& owner_;
@@ -78,8 +77,7 @@ class SshServer::Impl {
   struct Adopted;
   std::map<pid_t, std::shared_ptr<Adopted>> adopted_;  // loop thread only
   uint64_t next_id_ = 1;
-  struct Acceptor;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;
   bool accepting_ = true;
 };
 

@@ -30,11 +30,6 @@ struct SshServer::Impl::Adopted {
   bool group = false;
 };
 
-struct SshServer::Impl::Acceptor {
-  explicit Acceptor(asio::io_context& io) : acceptor(io) {}
-  asio::ip::tcp::acceptor acceptor;
-};
-
 SshServer::Impl::Impl(asio::io_context& io, SshServer& owner, SshServerOptions options,
                       SshServer::Hooks hooks, KeyPtr host_key)
     : io_(io), owner_(owner), options_(std::move(options)), hooks_(std::move(hooks)),
@@ -183,40 +178,13 @@ void SshServer::Impl::localAddress(int fd, std::string* ip, uint16_t* port) {
 }
 
 Result<std::string> SshServer::Impl::listen(const std::string& address) {
-  auto parsed = net::parseListenAddress(address);
-  if (!parsed) return makeError(parsed.error());
-  if (parsed->is_unix) return makeError("the SSH server listens on TCP only (host:port)");
-  std::error_code ec;
-  asio::ip::address addr = parsed->host.empty() ? asio::ip::address(asio::ip::address_v6::any())
-                                                : asio::ip::make_address(parsed->host, ec);
-  if (ec) return makeError("SSH listen address \"" + parsed->host + "\" is not an IP address");
-  auto a = std::make_unique<Acceptor>(io_);
-  asio::ip::tcp::endpoint ep(addr, parsed->port);
-  a->acceptor.open(ep.protocol(), ec);
-  if (!ec) a->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) a->acceptor.bind(ep, ec);
-  if (!ec) a->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return makeError("SSH listen on " + address + ": " + ec.message());
-  auto bound = a->acceptor.local_endpoint(ec);
-  acceptors_.push_back(std::move(a));
-  acceptLoop();
-  return net::joinHostPort(bound.address().to_string(), bound.port());
-}
-
-void SshServer::Impl::acceptLoop() { acceptNext(&acceptors_.back()->acceptor); }
-
-void SshServer::Impl::acceptNext(asio::ip::tcp::acceptor* a) {
-  a->async_accept([this, a](std::error_code ec, asio::ip::tcp::socket s) {
-    if (ec == asio::error::operation_aborted || !accepting_) return;
-    if (!ec) {
-      std::error_code ignored;
-      s.set_option(asio::ip::tcp::no_delay(true), ignored);
-      auto peer = s.remote_endpoint(ignored);
-      std::string p = net::joinHostPort(peer.address().to_string(), peer.port());
-      serveFd(s.release(), p);
-    }
-    acceptNext(a);
-  });
+  net::Listener::Handlers h;
+  h.on_fd = [this](int fd, std::string peer) { serveFd(fd, std::move(peer)); };
+  auto l = net::Listener::open(io_, address, std::move(h), {false, "SSH server"});
+  if (!l) return makeError(l.error());
+  std::string bound = (*l)->address();
+  listeners_.push_back(std::move(*l));
+  return bound;
 }
 
 void SshServer::Impl::serveFd(int fd, std::string peer) {
@@ -263,8 +231,7 @@ void SshServer::Impl::reapFinished() {
 
 void SshServer::Impl::stopAccepting() {
   accepting_ = false;
-  std::error_code ec;
-  for (auto& a : acceptors_) a->acceptor.close(ec);
+  for (auto& l : listeners_) l->close();
 }
 
 void SshServer::Impl::shutdown() {

@@ -1,4 +1,4 @@
-#include "ssh/child.h"
+#include "term/child.h"
 
 #include <fcntl.h>
 #include <pty.h>
@@ -13,7 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace wsa::ssh {
+namespace wsa::term {
 
 void setWindowSize(int master, const PtySize& s) {
   struct winsize ws {};
@@ -172,4 +172,4 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   return c;
 }
 
-}  // namespace wsa::ssh
+}  // namespace wsa::term

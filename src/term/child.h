@@ -11,7 +11,7 @@
 #include "agent/exec.h"
 #include "wsa/common/result.h"
 
-namespace wsa::ssh {
+namespace wsa::term {
 
 struct PtySize {
   int rows = 24;
@@ -44,4 +44,4 @@ struct Child {
 Result<Child> spawnChild(const ChildSpec& spec);
 void setWindowSize(int master, const PtySize& size);
 
-}  // namespace wsa::ssh
+}  // namespace wsa::term
