@@ -15,7 +15,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   openssh-client openssh-sftp-server openssl curl tmux xauth
   wireguard-tools wireguard-go iproute2 iputils-ping netcat-openbsd socat
-  prometheus sqlite3 procps psmisc
+  prometheus sqlite3 procps psmisc vim
 )
 
 # Peers the benchmarks compare against (not needed for tests; sshd would start as a service

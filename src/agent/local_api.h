@@ -6,6 +6,10 @@
 
 #include "wsa/http/router.h"
 
+namespace wsa {
+class Worker;
+}
+
 namespace wsa::agent {
 
 class Agent;
@@ -14,6 +18,8 @@ class AgentMetrics;
 http::Router makeMetricsRouter(AgentMetrics& metrics);
 // /debug/state, /debug/manifest (secrets removed, environment values redacted),
 // /debug/logs (the agent's log file, last 10 MiB), /healthz.
-http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string log_file);
+// /debug/logs reads on `worker` when one is given.
+http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string log_file,
+                             Worker* worker);
 
 }  // namespace wsa::agent

@@ -8,6 +8,8 @@
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "agent/agent.h"
 #include "agent/grpc_api.h"
@@ -15,10 +17,11 @@
 #include "agent/local_api.h"
 #include "agent/metrics.h"
 #include "agent/reaper.h"
-#include "ssh/ssh_server.h"
+#include "agent/services.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
+#include "wsa/common/worker.h"
 #include "wsa/control/url.h"
 #include "wsa/http/server.h"
 #include "wsa/version.h"
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
   std::string ssh_listen, ssh_host_key, ssh_authorized_keys = homeDirectory() + "/.ssh/authorized_keys";
   bool block_file_transfer = false, block_local_forwarding = false, block_reverse_forwarding = false;
   bool block_agent_forwarding = false, block_x11_forwarding = false;
+  std::string pty_listen, pty_timeout = "5m", speedtest_listen, api_listen;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -149,9 +153,23 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_BLOCK_AGENT_FORWARDING");
   app.add_flag("--block-x11-forwarding", block_x11_forwarding, "Do not forward X11 (-X)")
       ->envname("WSA_AGENT_BLOCK_X11_FORWARDING");
+  app.add_option("--pty-listen", pty_listen,
+                 "Also serve reconnecting PTYs on this address (host:port or unix:/path; off by "
+                 "default; the overlay serves port 2). No authentication: bind to loopback")
+      ->envname("WSA_AGENT_PTY_LISTEN");
+  app.add_option("--pty-timeout", pty_timeout,
+                 "End a reconnecting PTY session after this long with no client attached")
+      ->capture_default_str()->envname("WSA_AGENT_PTY_TIMEOUT");
+  app.add_option("--speedtest-listen", speedtest_listen,
+                 "Also serve speed tests on this address (off by default; the overlay serves port 3)")
+      ->envname("WSA_AGENT_SPEEDTEST_LISTEN");
+  app.add_option("--api-listen", api_listen,
+                 "Also serve the agent HTTP API on this address (off by default; the overlay "
+                 "serves port 4). No authentication: bind to loopback")
+      ->envname("WSA_AGENT_API_LISTEN");
   app.add_flag("--no-reap", no_reap, "Do not act as a zombie reaper when running as PID 1");
   app.add_option("--ready-file", ready_file,
-                 "Write {\"prometheus\":..., \"debug\":..., \"pid\":...} here once listening")
+                 "Write the bound addresses and the pid here as JSON once listening")
       ->envname("WSA_AGENT_READY_FILE");
   app.set_version_flag("--version", WSA_VERSION);
   CLI11_PARSE(app, argc, argv);
@@ -198,7 +216,9 @@ int main(int argc, char** argv) {
   auto d5 = dur("--shutdown-flush-timeout", flush_timeout);
   auto d6 = dur("--backoff-cap", backoff_cap);
   auto d7 = dur("--ssh-max-timeout", ssh_max_timeout);
-  if (!d1 || !d2 || !d3 || !d4 || !d5 || !d6 || !d7) return 2;
+  auto d8 = dur("--pty-timeout", pty_timeout);
+  if (!d1 || !d2 || !d3 || !d4 || !d5 || !d6 || !d7 || !d8) return 2;
+  if (*d8 <= Duration::zero()) return fail("--pty-timeout: must be positive");
   opts.banner_refresh = *d1;
   opts.metadata_tick = *d2;
   opts.script_wait_delay = *d3;
@@ -254,7 +274,9 @@ int main(int argc, char** argv) {
   };
   agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
 
-  ssh::SshServerOptions sopts;
+  Worker worker("agent-worker", 64);
+  agent::ServicesConfig scfg;
+  auto& sopts = scfg.ssh;
   sopts.host_key_path = ssh_host_key.empty() ? data_dir + "/ssh_host_ed25519_key" : ssh_host_key;
   sopts.authorized_keys_path = ssh_authorized_keys;
   sopts.require_auth = true;
@@ -264,56 +286,14 @@ int main(int argc, char** argv) {
   sopts.block_agent_forwarding = block_agent_forwarding;
   sopts.block_x11_forwarding = block_x11_forwarding;
   sopts.max_timeout = std::chrono::duration_cast<std::chrono::seconds>(*d7);
-  ssh::SshServer::Hooks shooks;
-  shooks.post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
-  shooks.report = [&a](agent::v1::ReportConnectionRequest r) { a.reportConnection(std::move(r)); };
-  auto ssh_server = ssh::SshServer::create(io, sopts, shooks);
-  if (!ssh_server) return fail("SSH server: " + ssh_server.error());
-  ssh::SshServer& sshd = **ssh_server;
-  auto publish = [&a, &sshd] {
-    auto ctx = std::make_shared<ssh::SessionContext>();
-    ctx->process_env = a.processEnv();
-    if (a.manifest()) ctx->manifest = std::make_shared<const agent::v1::Manifest>(*a.manifest());
-    ctx->agent_env = a.agentEnv();
-    ctx->script_bin_dir = a.scriptBinDir();
-    ctx->user = a.user();
-    ctx->expanded_dir = a.expandedDirectory();
-    ctx->priority = a.childPriority();
-    ctx->banners = a.banners();
-    ctx->motd_path = a.manifest() ? a.manifest()->motd_path() : "";
-    sshd.setContext(ctx);
-  };
-  publish();
-  a.on_context_changed = publish;
-  a.on_stop_accepting.push_back([&sshd] { sshd.stopAccepting(); });
-  a.stats_hook = [&sshd](agent::v1::Stats* st) {
-    auto& c = sshd.counters();
-    st->set_session_count_ssh(c.sessions_ssh);
-    st->set_session_count_vscode(c.sessions_vscode);
-    st->set_session_count_jetbrains(c.sessions_jetbrains);
-    int64_t total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
-    if (total > 0) (*st->mutable_connections_by_proto())["ssh"] = total;
-  };
-  metrics.addCollectHook([&metrics, &sshd] {
-    auto& c = sshd.counters();
-    metrics.ssh_sessions.Add({{"type", "ssh"}}).Set(static_cast<double>(c.sessions_ssh));
-    metrics.ssh_sessions.Add({{"type", "vscode"}}).Set(static_cast<double>(c.sessions_vscode));
-    metrics.ssh_sessions.Add({{"type", "jetbrains"}}).Set(static_cast<double>(c.sessions_jetbrains));
-    metrics.ssh_connections.Set(static_cast<double>(c.connections));
-    auto sync = [](prometheus::Counter& ctr, uint64_t v) {
-      if (static_cast<double>(v) > ctr.Value()) ctr.Increment(static_cast<double>(v) - ctr.Value());
-    };
-    sync(metrics.ssh_sessions_total, c.sessions_total);
-    sync(metrics.ssh_failed_connections, c.failed_connections);
-    sync(metrics.ssh_sftp_sessions, c.sftp_sessions);
-  });
-  std::string ssh_bound;
-  if (!ssh_listen.empty()) {
-    auto b = sshd.listen(ssh_listen);
-    if (!b) return fail("--ssh-listen: " + b.error());
-    ssh_bound = *b;
-    log->info("serving SSH on {} (host key {})", *b, sshd.hostKeyFingerprint());
-  }
+  scfg.ssh_listen = ssh_listen;
+  scfg.rpty.idle_timeout = *d8;
+  scfg.pty_listen = pty_listen;
+  scfg.speedtest_listen = speedtest_listen;
+  scfg.api_listen = api_listen;
+  scfg.log_file = log_file;
+  auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
+  if (!services) return fail(services.error());
 
   std::unique_ptr<http::Server> metrics_server, debug_server;
   std::string metrics_bound, debug_bound;
@@ -328,7 +308,7 @@ int main(int argc, char** argv) {
     log->info("serving Prometheus metrics on http://{}/metrics", *b);
   }
   if (!debug_address.empty()) {
-    debug_server = std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file));
+    debug_server = std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file, &worker));
     auto b = debug_server->listen(debug_address);
     if (!b) {
       log->error("--debug-address: {}", b.error());
@@ -337,11 +317,22 @@ int main(int argc, char** argv) {
     debug_bound = *b;
     log->info("serving debug endpoints on http://{}/debug/state", *b);
   }
+  std::set<uint16_t> own_ports;
+  for (const std::string* b : {&metrics_bound, &debug_bound}) {
+    if (auto colon = b->rfind(':'); colon != std::string::npos && b->rfind("unix:", 0) != 0) {
+      own_ports.insert(static_cast<uint16_t>(std::stoi(b->substr(colon + 1))));
+    }
+  }
+  auto bound = (*services)->listen(own_ports);
+  if (!bound) return fail(bound.error());
   if (!ready_file.empty()) {
-    std::string j = "{\"prometheus\":\"" + metrics_bound + "\",\"debug\":\"" + debug_bound +
-                    "\",\"ssh\":\"" + ssh_bound + "\",\"ssh_host_key\":\"" +
-                    sshd.hostKeyFingerprint() + "\",\"pid\":" + std::to_string(::getpid()) + "}\n";
-    if (auto st = writeFileAtomic(ready_file, j); !st) return fail("--ready-file: " + st.error());
+    nlohmann::json j = {{"prometheus", metrics_bound}, {"debug", debug_bound},
+                        {"ssh", bound->ssh},           {"ssh_host_key", bound->ssh_host_key},
+                        {"pty", bound->pty},           {"speedtest", bound->speedtest},
+                        {"api", bound->api},           {"pid", ::getpid()}};
+    if (auto st = writeFileAtomic(ready_file, j.dump() + "\n"); !st) {
+      return fail("--ready-file: " + st.error());
+    }
   }
   log->info("control server {} ({})", parsed_url->text,
             token_file.empty() ? "token from flag or environment" : "token file " + token_file);
@@ -349,7 +340,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   a.on_exit = [&](int code) {
     exit_code = code;
-    sshd.shutdown();
+    (*services)->shutdown();
     if (metrics_server) metrics_server->stop();
     if (debug_server) debug_server->stop();
     io.stop();

@@ -105,6 +105,37 @@ AgentMetrics::AgentMetrics()
                             .Help("SFTP sessions started")
                             .Register(reg(registry_))
                             .Add({})),
+      rpty_sessions(prometheus::BuildGauge()
+                        .Name("wsa_agent_reconnecting_pty_sessions")
+                        .Help("Reconnecting PTY sessions alive now")
+                        .Register(reg(registry_))
+                        .Add({})),
+      rpty_attached(prometheus::BuildGauge()
+                        .Name("wsa_agent_reconnecting_pty_connections")
+                        .Help("Connections attached to reconnecting PTY sessions now")
+                        .Register(reg(registry_))
+                        .Add({})),
+      rpty_connections_total(prometheus::BuildCounter()
+                                 .Name("wsa_agent_reconnecting_pty_connections_total")
+                                 .Help("Connections attached to reconnecting PTY sessions")
+                                 .Register(reg(registry_))
+                                 .Add({})),
+      rpty_errors(prometheus::BuildCounter()
+                      .Name("wsa_agent_reconnecting_pty_errors_total")
+                      .Help("Reconnecting PTY connections or sessions that failed, by reason")
+                      .Register(reg(registry_))),
+      speedtests(prometheus::BuildCounter()
+                     .Name("wsa_agent_speedtests_total")
+                     .Help("Speed tests served, by direction (client's view) and result")
+                     .Register(reg(registry_))),
+      speedtest_bytes(prometheus::BuildCounter()
+                          .Name("wsa_agent_speedtest_bytes_total")
+                          .Help("Payload bytes moved by speed tests, by direction (client's view)")
+                          .Register(reg(registry_))),
+      api_requests(prometheus::BuildCounter()
+                       .Name("wsa_agent_api_requests_total")
+                       .Help("Requests to the agent HTTP API, by route and status code")
+                       .Register(reg(registry_))),
       info(prometheus::BuildGauge()
                .Name("wsa_agent_info")
                .Help("Always 1; labels describe the agent")

@@ -49,6 +49,15 @@ class AgentMetrics {
   prometheus::Gauge& ssh_connections;
   prometheus::Counter& ssh_failed_connections;
   prometheus::Counter& ssh_sftp_sessions;
+  // Reconnecting PTY
+  prometheus::Gauge& rpty_sessions;
+  prometheus::Gauge& rpty_attached;
+  prometheus::Counter& rpty_connections_total;
+  prometheus::Family<prometheus::Counter>& rpty_errors;  // {reason}
+  // Speedtest and HTTP API
+  prometheus::Family<prometheus::Counter>& speedtests;      // {direction, result}
+  prometheus::Family<prometheus::Counter>& speedtest_bytes; // {direction}
+  prometheus::Family<prometheus::Counter>& api_requests;    // {route, code}
   prometheus::Family<prometheus::Gauge>& info;  // {version}
 
   // Hooks run before each scrape to refresh gauges from live state.

@@ -492,8 +492,7 @@ class Connection::SessionChannel final : public Connection::Channel {
     } else if (command.empty()) {
       // A login shell: argv[0] starts with '-'.
       spec.argv = {ctx->user.shell};
-      auto slash = ctx->user.shell.rfind('/');
-      spec.argv0 = "-" + ctx->user.shell.substr(slash == std::string::npos ? 0 : slash + 1);
+      spec.argv0 = term::loginArgv0(ctx->user.shell);
       login_ = true;
     } else {
       spec.argv = agent::shellCommand(ctx->user.shell, command);

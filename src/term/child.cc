@@ -172,4 +172,9 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   return c;
 }
 
+std::string loginArgv0(const std::string& shell) {
+  auto slash = shell.rfind('/');
+  return "-" + shell.substr(slash == std::string::npos ? 0 : slash + 1);
+}
+
 }  // namespace wsa::term

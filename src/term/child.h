@@ -42,6 +42,8 @@ struct Child {
 };
 
 Result<Child> spawnChild(const ChildSpec& spec);
+// argv[0] for a login shell: "-" and the shell's base name ("/bin/bash" → "-bash").
+std::string loginArgv0(const std::string& shell);
 void setWindowSize(int master, const PtySize& size);
 
 }  // namespace wsa::term

@@ -87,6 +87,8 @@ ScreenModel::ScreenModel(Options options)
 ScreenModel::~ScreenModel() { vterm_free(vt_); }
 
 void ScreenModel::feed(std::string_view bytes) {
+  if (bytes.empty()) return;
+  pristine_ = false;
   // libvterm switches to the alternate buffer before it reports the switch, so the primary
   // screen is captured just before each sequence that enables the alternate screen.
   std::vector<size_t> alt_at = scanModes(bytes);
@@ -154,6 +156,7 @@ void ScreenModel::snapshotPrimary() {
   // Called just before the alternate screen is enabled: the visible rows are the primary ones.
   primary_.clear();
   for (int r = 0; r < rows_; ++r) primary_.push_back(renderRow(r));
+  cursor(&primary_row_, &primary_col_);
 }
 
 std::string ScreenModel::renderCells(int cols, const void* c) const {
@@ -166,6 +169,7 @@ std::string ScreenModel::renderCells(int cols, const void* c) const {
          cells[last].attrs.reverse == 0) {
     --last;
   }
+  if (last < 0) return "";  // blank: nothing to draw on a cleared screen
   std::string out = "\x1b[0m";
   VTermScreenCell cur{};
   cur.fg = def_fg;
@@ -290,7 +294,8 @@ std::string ScreenModel::redraw() const {
   out += "\x1b[0m\x1b[?25l";  // hide the cursor while drawing
   auto drawRows = [&](const std::vector<std::string>& lines) {
     for (size_t r = 0; r < lines.size(); ++r) {
-      out += "\x1b[" + std::to_string(r + 1) + ";1H" + lines[r] + "\x1b[K";
+      if (lines[r].empty()) continue;
+      out += "\x1b[" + std::to_string(r + 1) + ";1H" + lines[r];
     }
   };
   auto current = [&] {
@@ -301,7 +306,7 @@ std::string ScreenModel::redraw() const {
   // Scrollback first, printed as lines so that the client's own scrollback receives them; then
   // the primary screen fills the whole view.
   out += "\x1b[H\x1b[2J";
-  for (const auto& line : scrollback_) out += line + "\x1b[K\r\n";
+  for (const auto& line : scrollback_) out += line + "\r\n";
   std::vector<std::string> primary = alt_screen_ ? primary_ : current();
   if (!scrollback_.empty()) {
     // Scroll the scrollback up and out of the view, then draw the screen in place.
@@ -309,7 +314,9 @@ std::string ScreenModel::redraw() const {
   }
   drawRows(primary);
   if (alt_screen_) {
-    out += "\x1b[?1049h\x1b[H\x1b[2J";
+    // DECSC (part of mode 1049) saves the primary cursor: put it where the program left it.
+    out += "\x1b[" + std::to_string(primary_row_ + 1) + ";" + std::to_string(primary_col_ + 1) +
+           "H\x1b[?1049h\x1b[H\x1b[2J";
     drawRows(current());
   }
   if (!title_.empty()) out += "\x1b]0;" + title_ + "\x07";

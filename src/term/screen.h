@@ -40,6 +40,8 @@ class ScreenModel {
   std::string text() const;
   void cursor(int* row, int* col) const;
   bool altScreen() const { return alt_screen_; }
+  // Nothing has been fed yet: there is nothing to redraw.
+  bool pristine() const { return pristine_; }
   size_t scrollbackLines() const { return scrollback_.size(); }
 
   // libvterm callbacks.
@@ -62,7 +64,10 @@ class ScreenModel {
   size_t scrollback_size_ = 0;
   // The primary screen, captured when the program switched to the alternate one.
   std::vector<std::string> primary_;
+  int primary_row_ = 0;
+  int primary_col_ = 0;
   bool alt_screen_ = false;
+  bool pristine_ = true;
   bool cursor_visible_ = true;
   int mouse_ = 0;
   std::string title_;

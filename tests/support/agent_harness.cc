@@ -37,6 +37,10 @@ void AgentHarness::start() {
                                    "--data-dir", dir_.file("state"),
                                    "--log-level", "debug"};
   if (options_.ssh) args.insert(args.end(), {"--ssh-listen", "127.0.0.1:0"});
+  if (options_.services) {
+    args.insert(args.end(), {"--pty-listen", "127.0.0.1:0", "--speedtest-listen", "127.0.0.1:0",
+                             "--api-listen", "127.0.0.1:0"});
+  }
   if (options_.token_in_file) {
     writeText(dir_.file("token"), token_ + "\n");
     ::chmod(dir_.file("token").c_str(), 0600);
@@ -62,6 +66,7 @@ void AgentHarness::start() {
   std::string ssh = j.value("ssh", "");
   if (!ssh.empty()) ssh_port_ = std::stoi(ssh.substr(ssh.rfind(':') + 1));
   ssh_fingerprint_ = j.value("ssh_host_key", "");
+  ready_ = j;
 }
 
 void AgentHarness::signal(int sig) {

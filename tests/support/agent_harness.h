@@ -23,6 +23,7 @@ class AgentHarness {
     bool token_in_file = true;
     std::string home;                        // HOME for the agent (default: a temp dir)
     bool ssh = false;                        // serve SSH on 127.0.0.1:0
+    bool services = false;                   // serve PTY, speed test and API on 127.0.0.1:0
   };
   AgentHarness(std::string url, std::string token, Options options);
   AgentHarness(std::string url, std::string token) : AgentHarness(std::move(url), std::move(token), Options()) {}
@@ -51,6 +52,8 @@ class AgentHarness {
   // The SSH host public key as an OpenSSH line.
   std::string sshHostPublicKey() const;
   Options& options() { return options_; }
+  // The agent's ready file: bound addresses ("pty", "speedtest", "api", "prometheus", ...).
+  const nlohmann::json& ready() const { return ready_; }
 
  private:
   TempDir dir_;
@@ -64,6 +67,7 @@ class AgentHarness {
   pid_t agent_pid_ = -1;
   int ssh_port_ = 0;
   std::string ssh_fingerprint_;
+  nlohmann::json ready_;
   std::unique_ptr<Process> process_;
 };
 

@@ -1,0 +1,205 @@
+#include "agent/services.h"
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#include "agent/agent.h"
+#include "agent/env.h"
+#include "agent/http_api.h"
+#include "agent/metrics.h"
+#include "wsa/common/logging.h"
+#include "wsa/http/server.h"
+
+namespace wsa::agent {
+
+namespace {
+
+uint16_t portOf(const std::string& hostport) {
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1)));
+}
+
+// Counters that mirror a monotonically growing value.
+void syncCounter(prometheus::Counter& c, uint64_t v) {
+  if (static_cast<double>(v) > c.Value()) c.Increment(static_cast<double>(v) - c.Value());
+}
+
+}  // namespace
+
+Services::Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
+                   Worker& worker, ServicesConfig config)
+    : io_(io), clock_(clock), agent_(agent), metrics_(metrics), worker_(worker),
+      config_(std::move(config)), hidden_ports_(std::make_shared<std::set<uint16_t>>()) {}
+
+Services::~Services() { shutdown(); }
+
+Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& clock,
+                                                   Agent& agent, AgentMetrics& metrics,
+                                                   Worker& worker, ServicesConfig config) {
+  std::unique_ptr<Services> s(new Services(io, clock, agent, metrics, worker, std::move(config)));
+  Services* self = s.get();
+
+  // SSH.
+  ssh::SshServer::Hooks shooks;
+  shooks.post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
+  shooks.report = [&agent](v1::ReportConnectionRequest r) { agent.reportConnection(std::move(r)); };
+  auto ssh_server = ssh::SshServer::create(io, s->config_.ssh, shooks);
+  if (!ssh_server) return makeError("SSH server: " + ssh_server.error());
+  s->ssh_ = std::move(*ssh_server);
+
+  // Reconnecting PTY.
+  rpty::Hooks rhooks;
+  rhooks.command = [self](const std::string& command, term::PtySize size) {
+    return self->ptyCommand(command, size);
+  };
+  rhooks.report = [&agent](v1::ReportConnectionRequest r) { agent.reportConnection(std::move(r)); };
+  rhooks.error = [&metrics](const std::string& what) {
+    metrics.rpty_errors.Add({{"reason", what}}).Increment();
+  };
+  rhooks.connection_opened = [&metrics] { metrics.rpty_connections_total.Increment(); };
+  s->rpty_ = std::make_unique<rpty::Server>(io, clock, s->config_.rpty, std::move(rhooks));
+
+  // Speed test.
+  speedtest::ServerHooks thooks;
+  thooks.done = [&metrics](speedtest::Direction d, bool ok, uint64_t bytes) {
+    std::string dir = speedtest::directionName(d);
+    metrics.speedtests.Add({{"direction", dir}, {"result", ok ? "ok" : "error"}}).Increment();
+    metrics.speedtest_bytes.Add({{"direction", dir}}).Increment(static_cast<double>(bytes));
+  };
+  s->speedtest_ = std::make_unique<speedtest::Server>(io, clock, s->config_.speedtest, thooks);
+
+  // HTTP API.
+  HttpApiOptions aopts;
+  aopts.hidden_ports = s->hidden_ports_;
+  auto router = makeHttpApiRouter(io, clock, agent, metrics, s->config_.log_file, worker, aopts);
+  http::ServerOptions hopts;
+  hopts.on_response = [router, &metrics](const http::Request& req, int status,
+                                         std::chrono::nanoseconds) {
+    std::string route = router.matchPattern(req);
+    metrics.api_requests.Add({{"route", route.empty() ? "unknown" : route},
+                              {"code", std::to_string(status)}})
+        .Increment();
+  };
+  s->api_ = std::make_unique<http::Server>(io, router, hopts);
+
+  // Context for sessions, stats and metrics.
+  s->publishContext();
+  agent.on_context_changed = [self] { self->publishContext(); };
+  agent.on_stop_accepting.push_back([self] { self->stopAccepting(); });
+  agent.stats_hook = [self](v1::Stats* st) {
+    auto& c = self->ssh_->counters();
+    st->set_session_count_ssh(c.sessions_ssh);
+    st->set_session_count_vscode(c.sessions_vscode);
+    st->set_session_count_jetbrains(c.sessions_jetbrains);
+    auto rpty_attached = static_cast<int64_t>(self->rpty_->attached());
+    st->set_session_count_reconnecting_pty(rpty_attached);
+    int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
+    if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
+    if (rpty_attached > 0) (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
+  };
+  metrics.addCollectHook([self] {
+    auto& m = self->metrics_;
+    auto& c = self->ssh_->counters();
+    m.ssh_sessions.Add({{"type", "ssh"}}).Set(static_cast<double>(c.sessions_ssh));
+    m.ssh_sessions.Add({{"type", "vscode"}}).Set(static_cast<double>(c.sessions_vscode));
+    m.ssh_sessions.Add({{"type", "jetbrains"}}).Set(static_cast<double>(c.sessions_jetbrains));
+    m.ssh_connections.Set(static_cast<double>(c.connections));
+    syncCounter(m.ssh_sessions_total, c.sessions_total);
+    syncCounter(m.ssh_failed_connections, c.failed_connections);
+    syncCounter(m.ssh_sftp_sessions, c.sftp_sessions);
+    m.rpty_sessions.Set(static_cast<double>(self->rpty_->sessions()));
+    m.rpty_attached.Set(static_cast<double>(self->rpty_->attached()));
+  });
+  return s;
+}
+
+void Services::publishContext() {
+  auto ctx = std::make_shared<ssh::SessionContext>();
+  ctx->process_env = agent_.processEnv();
+  if (agent_.manifest()) ctx->manifest = std::make_shared<const v1::Manifest>(*agent_.manifest());
+  ctx->agent_env = agent_.agentEnv();
+  ctx->script_bin_dir = agent_.scriptBinDir();
+  ctx->user = agent_.user();
+  ctx->expanded_dir = agent_.expandedDirectory();
+  ctx->priority = agent_.childPriority();
+  ctx->banners = agent_.banners();
+  ctx->motd_path = agent_.manifest() ? agent_.manifest()->motd_path() : "";
+  ctx_ = ctx;
+  ssh_->setContext(ctx);
+}
+
+Result<term::ChildSpec> Services::ptyCommand(const std::string& command, term::PtySize size) const {
+  const auto& ctx = *ctx_;
+  CommandEnvInputs in;
+  in.process_env = ctx.process_env;
+  in.manifest = ctx.manifest.get();
+  in.agent_env = ctx.agent_env;
+  in.script_bin_dir = ctx.script_bin_dir;
+  in.user = ctx.user;
+  EnvMap env = buildCommandEnv(in);
+  rpty::withTerminalEnv(&env);
+  term::ChildSpec spec;
+  spec.cwd = commandDirectory(ctx.expanded_dir, ctx.user.home);
+  spec.priority = ctx.priority;
+  spec.pty = true;
+  spec.size = size;
+  if (command.empty()) {
+    spec.argv = {ctx.user.shell};
+    spec.argv0 = term::loginArgv0(ctx.user.shell);
+  } else {
+    spec.argv = shellCommand(ctx.user.shell, command);
+  }
+  spec.env = toEnvList(env);
+  return spec;
+}
+
+Result<BoundServices> Services::listen(const std::set<uint16_t>& own_ports) {
+  BoundServices b;
+  b.ssh_host_key = ssh_->hostKeyFingerprint();
+  auto log = logging::get("main");
+  *hidden_ports_ = own_ports;
+  if (!config_.ssh_listen.empty()) {
+    auto r = ssh_->listen(config_.ssh_listen);
+    if (!r) return makeError("--ssh-listen: " + r.error());
+    b.ssh = *r;
+    log->info("serving SSH on {} (host key {})", *r, b.ssh_host_key);
+  }
+  if (!config_.pty_listen.empty()) {
+    auto r = rpty_->listen(config_.pty_listen);
+    if (!r) return makeError("--pty-listen: " + r.error());
+    b.pty = *r;
+    log->info("serving reconnecting PTY on {}", *r);
+  }
+  if (!config_.speedtest_listen.empty()) {
+    auto r = speedtest_->listen(config_.speedtest_listen);
+    if (!r) return makeError("--speedtest-listen: " + r.error());
+    b.speedtest = *r;
+    log->info("serving speed tests on {}", *r);
+  }
+  if (!config_.api_listen.empty()) {
+    auto r = api_->listen(config_.api_listen);
+    if (!r) return makeError("--api-listen: " + r.error());
+    b.api = *r;
+    log->info("serving the HTTP API on http://{}/", *r);
+  }
+  for (const std::string* a : {&b.ssh, &b.pty, &b.speedtest, &b.api}) {
+    if (!a->empty() && a->rfind("unix:", 0) != 0) hidden_ports_->insert(portOf(*a));
+  }
+  return b;
+}
+
+void Services::stopAccepting() {
+  if (ssh_) ssh_->stopAccepting();
+  if (rpty_) rpty_->stopAccepting();
+  if (speedtest_) speedtest_->stopAccepting();
+}
+
+void Services::shutdown() {
+  if (ssh_) ssh_->shutdown();
+  if (rpty_) rpty_->shutdown();
+  if (speedtest_) speedtest_->shutdown();
+  if (api_) api_->stop();
+}
+
+}  // namespace wsa::agent

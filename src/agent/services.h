@@ -1,0 +1,85 @@
+#pragma once
+// The workspace services the agent offers to people: SSH, reconnecting PTY, speed test and the
+// HTTP API. Today each is served on an optional local listener (--ssh-listen, --pty-listen,
+// --speedtest-listen, --api-listen); the overlay will hand its streams for ports 1/22, 2, 3 and
+// 4 to the same servers. Owns the servers, keeps the session context they need current, and
+// feeds their counts into stats and metrics.
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "rpty/rpty.h"
+#include "speedtest/speedtest.h"
+#include "ssh/ssh_server.h"
+#include "wsa/common/clock.h"
+#include "wsa/common/result.h"
+#include "wsa/common/worker.h"
+
+namespace asio {
+class io_context;
+}
+namespace wsa::http {
+class Server;
+}
+
+namespace wsa::agent {
+
+class Agent;
+class AgentMetrics;
+
+struct ServicesConfig {
+  ssh::SshServerOptions ssh;
+  std::string ssh_listen;
+  rpty::Options rpty;
+  std::string pty_listen;
+  speedtest::ServerOptions speedtest;
+  std::string speedtest_listen;
+  std::string api_listen;
+  std::string log_file;
+};
+
+struct BoundServices {
+  std::string ssh, pty, speedtest, api;  // "" when not listening
+  std::string ssh_host_key;              // SHA256 fingerprint
+};
+
+class Services {
+ public:
+  static Result<std::unique_ptr<Services>> create(asio::io_context& io, Clock& clock, Agent& agent,
+                                                  AgentMetrics& metrics, Worker& worker,
+                                                  ServicesConfig config);
+  ~Services();
+
+  // Opens the configured listeners. `own_ports` are the agent's other listeners (metrics,
+  // debug), hidden from the listening-ports API along with these.
+  Result<BoundServices> listen(const std::set<uint16_t>& own_ports);
+  void stopAccepting();
+  void shutdown();
+
+  ssh::SshServer& ssh() { return *ssh_; }
+  rpty::Server& rpty() { return *rpty_; }
+  speedtest::Server& speedtest() { return *speedtest_; }
+
+ private:
+  Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
+           Worker& worker, ServicesConfig config);
+  void publishContext();
+  Result<term::ChildSpec> ptyCommand(const std::string& command, term::PtySize size) const;
+
+  asio::io_context& io_;
+  Clock& clock_;
+  Agent& agent_;
+  AgentMetrics& metrics_;
+  Worker& worker_;
+  ServicesConfig config_;
+  std::shared_ptr<const ssh::SessionContext> ctx_;
+  std::unique_ptr<ssh::SshServer> ssh_;
+  std::unique_ptr<rpty::Server> rpty_;
+  std::unique_ptr<speedtest::Server> speedtest_;
+  std::shared_ptr<std::set<uint16_t>> hidden_ports_;
+  std::unique_ptr<http::Server> api_;
+};
+
+}  // namespace wsa::agent
