@@ -46,10 +46,14 @@ agent_token_file="$demo/agent.token"
    "$demo/controld.json" > "$agent_token_file")
 prom="127.0.0.1:${WSA_DEMO_PROMETHEUS_PORT:-2112}"
 debug="127.0.0.1:${WSA_DEMO_DEBUG_PORT:-2113}"
+pty="127.0.0.1:${WSA_DEMO_PTY_PORT:-7102}"
+speed="127.0.0.1:${WSA_DEMO_SPEEDTEST_PORT:-7103}"
+api="127.0.0.1:${WSA_DEMO_API_PORT:-7104}"
 rm -f "$demo/agent.ready"
 "$bin/agent" --url "http://$grpc" --token-file "$agent_token_file" \
   --log-dir "$demo/agent-logs" --script-data-dir "$demo/agent-data" \
-  --prometheus-address "$prom" --debug-address "$debug" --ready-file "$demo/agent.ready" &
+  --prometheus-address "$prom" --debug-address "$debug" --ready-file "$demo/agent.ready" \
+  --pty-listen "$pty" --speedtest-listen "$speed" --api-listen "$api" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/agent.ready" ] && break; sleep 0.1; done
 [ -s "$demo/agent.ready" ] || { echo "the agent did not start" >&2; exit 1; }
@@ -60,6 +64,7 @@ cat <<MSG
     gRPC (agents, clients):  http://$grpc
     admin API:               http://$http   (token in $demo/controld.json)
     agent metrics / debug:   http://$prom/metrics   http://$debug/debug/state
+    agent services:          HTTP API http://$api/   speed test $speed   reconnecting PTY $pty
 
     Try:
       curl -s -H 'Authorization: Bearer $admin_token' http://$http/api/v1/agents
@@ -69,6 +74,8 @@ cat <<MSG
       curl -s -X POST -H 'Authorization: Bearer $admin_token' \\
            http://$http/api/v1/agents/dev/shutdown      # graceful, server-initiated
       curl -s http://$debug/debug/state
+      curl -s http://$api/api/v0/listening-ports
+      $bin/wsa-speedtest $speed -t 3s            # -d upload for the other direction
 
     Ctrl-C stops everything. State: $demo
 MSG

@@ -275,6 +275,13 @@ int main(int argc, char** argv) {
   agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
 
   Worker worker("agent-worker", 64);
+  metrics.addCollectHook([&metrics, &worker] {
+    metrics.worker_queue_depth.Set(static_cast<double>(worker.depth()));
+    double refused = static_cast<double>(worker.refused());
+    if (refused > metrics.worker_refused.Value()) {
+      metrics.worker_refused.Increment(refused - metrics.worker_refused.Value());
+    }
+  });
   agent::ServicesConfig scfg;
   auto& sopts = scfg.ssh;
   sopts.host_key_path = ssh_host_key.empty() ? data_dir + "/ssh_host_ed25519_key" : ssh_host_key;

@@ -136,6 +136,16 @@ AgentMetrics::AgentMetrics()
                        .Name("wsa_agent_api_requests_total")
                        .Help("Requests to the agent HTTP API, by route and status code")
                        .Register(reg(registry_))),
+      worker_queue_depth(prometheus::BuildGauge()
+                             .Name("wsa_agent_worker_queue_depth")
+                             .Help("Blocking jobs waiting for the agent's worker thread")
+                             .Register(reg(registry_))
+                             .Add({})),
+      worker_refused(prometheus::BuildCounter()
+                         .Name("wsa_agent_worker_refused_total")
+                         .Help("Blocking jobs refused because the worker's queue was full")
+                         .Register(reg(registry_))
+                         .Add({})),
       info(prometheus::BuildGauge()
                .Name("wsa_agent_info")
                .Help("Always 1; labels describe the agent")

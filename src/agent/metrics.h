@@ -58,6 +58,9 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>& speedtests;      // {direction, result}
   prometheus::Family<prometheus::Counter>& speedtest_bytes; // {direction}
   prometheus::Family<prometheus::Counter>& api_requests;    // {route, code}
+  // The worker thread for blocking work (log reads, /proc scans)
+  prometheus::Gauge& worker_queue_depth;
+  prometheus::Counter& worker_refused;
   prometheus::Family<prometheus::Gauge>& info;  // {version}
 
   // Hooks run before each scrape to refresh gauges from live state.

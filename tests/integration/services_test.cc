@@ -298,6 +298,43 @@ TEST_F(ServicesTest, IdleTimeoutEndsDetachedSessionsOnly) {
   EXPECT_EQ(b->output().find("alive-8"), std::string::npos);
 }
 
+// Output queued for one client is bounded (4 MiB): a client that stops reading is disconnected
+// at the bound, while the session and its other clients carry on.
+TEST_F(ServicesTest, AClientThatStopsReadingIsDroppedAtTheOutputBound) {
+  start();
+  auto reader = std::make_unique<RptyClient>(pty_port_, RptyClient::Options{24, 80, 0, false});
+  reader->init("flood");
+  ASSERT_TRUE(shellRun(*reader, "echo ready-$((2*2))", "ready-4"));
+  // Never reads from here on; a small receive buffer keeps the kernel from absorbing much.
+  auto stalled = std::make_unique<RptyClient>(pty_port_, RptyClient::Options{24, 80, 4096, false});
+  stalled->init("flood");
+  // 12 MB of output: more than the agent's 4 MiB queue and the sockets' buffers hold.
+  reader->input("head -c 12000000 /dev/zero | tr '\\0' x; echo; echo flood-$((5*5))-done\r");
+  EXPECT_TRUE(reader->waitForText("flood-25-done", scaled(seconds(120))));
+  EXPECT_TRUE(waitUntil(
+      [&] { return metric("wsa_agent_reconnecting_pty_errors_total{reason=\"too_slow\"}") == 1; },
+      scaled(seconds(10))));
+  EXPECT_TRUE(stalled->waitForEof(scaled(seconds(30))));  // after draining what was in flight
+  EXPECT_EQ(metric("wsa_agent_reconnecting_pty_sessions"), 1.0);
+  ASSERT_TRUE(shellRun(*reader, "echo after-$((3*3))", "after-9"));
+}
+
+// Input waiting for the terminal is bounded (1 MiB): beyond it keystrokes are dropped (as a
+// full terminal would), counted, and the connection stays usable.
+TEST_F(ServicesTest, InputBeyondTheBoundIsDroppedAndCounted) {
+  start();
+  // A raw-mode terminal nobody reads: writes to it block once its small buffer is full.
+  auto a = attach("input", "stty raw -echo; sleep 600");
+  std::string chunk(60000, 'k');
+  for (int i = 0; i < 40; ++i) a->input(chunk);  // 2.4 MB
+  EXPECT_TRUE(waitUntil(
+      [&] { return metric("wsa_agent_reconnecting_pty_errors_total{reason=\"input_overflow\"}") > 0; },
+      scaled(seconds(10))));
+  // Still attached: a second client sees the same session alive.
+  EXPECT_EQ(metric("wsa_agent_reconnecting_pty_sessions"), 1.0);
+  EXPECT_FALSE(a->waitForEof(milliseconds(200)));
+}
+
 TEST_F(ServicesTest, PtyConnectionsAreCountedAndAudited) {
   start();
   auto a = attach("audit");

@@ -13,10 +13,13 @@
 
 namespace wsa::test {
 
-RptyClient::RptyClient(int port, int rows, int cols)
-    : rows_(rows), cols_(cols),
-      screen_(std::make_unique<term::ScreenModel>(term::ScreenModel::Options{rows, cols, 1 << 20})) {
+RptyClient::RptyClient(int port, Options o)
+    : rows_(o.rows), cols_(o.cols), feed_screen_(o.screen),
+      screen_(std::make_unique<term::ScreenModel>(term::ScreenModel::Options{o.rows, o.cols, 1 << 20})) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (o.receive_buffer > 0) {
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &o.receive_buffer, sizeof(o.receive_buffer));
+  }
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<uint16_t>(port));
@@ -77,7 +80,7 @@ bool RptyClient::readOnce(std::chrono::milliseconds timeout) {
     return false;
   }
   out_.append(buf, static_cast<size_t>(n));
-  screen_->feed(std::string_view(buf, static_cast<size_t>(n)));
+  if (feed_screen_) screen_->feed(std::string_view(buf, static_cast<size_t>(n)));
   return true;
 }
 

@@ -15,8 +15,15 @@ namespace wsa::test {
 
 class RptyClient {
  public:
+  struct Options {
+    int rows = 24;
+    int cols = 80;
+    int receive_buffer = 0;  // SO_RCVBUF before connecting (0: the kernel's default)
+    bool screen = true;      // feed a screen model with what arrives
+  };
   // Connects to 127.0.0.1:port; rows/cols also size the client's own screen model.
-  RptyClient(int port, int rows = 24, int cols = 80);
+  RptyClient(int port, int rows = 24, int cols = 80) : RptyClient(port, Options{rows, cols, 0, true}) {}
+  RptyClient(int port, Options options);
   ~RptyClient();
   RptyClient(const RptyClient&) = delete;
   RptyClient& operator=(const RptyClient&) = delete;
@@ -47,6 +54,7 @@ class RptyClient {
   bool readOnce(std::chrono::milliseconds timeout);
   int fd_ = -1;
   int rows_, cols_;
+  bool feed_screen_;
   std::string out_;
   bool eof_ = false;
   std::unique_ptr<term::ScreenModel> screen_;
