@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds and runs every test: a Debug build (warnings are errors) and an
-# ASan+UBSan build of the same tests. This is the command CI runs (.ci/run).
+# ASan+UBSan build of the same tests; then checks that the Release build the demo uses compiles
+# (the optimizer finds warnings Debug does not). This is the command CI runs (.ci/run).
 #
 #   scripts/test.sh                 everything
-#   scripts/test.sh --quick         Debug build only (no sanitizer build)
+#   scripts/test.sh --quick         Debug build only (no sanitizer or Release build)
 #   scripts/test.sh --label unit    only tests labelled unit (or integration)
 #   scripts/test.sh --no-deps       skip the apt-get step
 set -euo pipefail
@@ -15,7 +16,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --label) label="$2"; shift ;;
     --no-deps) deps=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,5 +50,8 @@ if [ $quick -eq 0 ]; then
    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
    LSAN_OPTIONS="suppressions=$PWD/../../scripts/lsan.supp:print_suppressions=0" \
    WSA_TEST_TIMEOUT_SCALE=3 ctest "${ctest_args[@]}")
+  echo "==> Release build (programs only, -Werror)"
+  cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSA_BUILD_TESTS=OFF >/dev/null
+  cmake --build build/release -j "$jobs"
 fi
 echo "==> all tests passed in $(( $(date +%s) - start )) s"

@@ -124,8 +124,8 @@ Result<std::vector<ListeningPort>> scanListeningPorts(const std::string& proc_ro
           if (it == owner.end() || !it->second.empty()) continue;
           if (comm.empty()) {
             auto c = readFile(pid_dir + "/comm", 256);
-            comm = c ? std::string(trim(*c)) : "";
-            if (comm.empty()) comm = "?";
+            std::string_view name = c ? trim(*c) : std::string_view();
+            comm = name.empty() ? std::string(1, '?') : std::string(name);
           }
           it->second = comm;
           --unresolved;

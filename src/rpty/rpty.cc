@@ -278,17 +278,28 @@ class Session : public std::enable_shared_from_this<Session> {
     pidfd_.async_wait(asio::posix::stream_descriptor::wait_read, [self](std::error_code ec) {
       if (ec) return;
       int st = 0;
-      if (::waitpid(self->child_.pid, &st, WNOHANG) == self->child_.pid) {
-        self->exited_ = true;
-        self->exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
-        self->kill_timer_->cancel();
-        // Output still in the PTY arrives before EIO; a background process keeping the
-        // terminal open does not hold the session for more than a moment.
-        auto weak = self->weak_from_this();
-        self->drain_timer_->schedule(std::chrono::seconds(1), [weak] {
-          if (auto s = weak.lock()) s->end("process exited");
-        });
-      }
+      if (::waitpid(self->child_.pid, &st, WNOHANG) != self->child_.pid) return;
+      self->exited_ = true;
+      self->exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      self->kill_timer_->cancel();
+      self->maybeEnd();
+    });
+  }
+
+  // The session ends once the process has exited and its output is read (EIO: every writer of
+  // the terminal is gone). Whichever comes second ends it at once; if only one has happened, a
+  // short grace lets the other arrive — a background job keeping the terminal open, or a
+  // program that closed its terminal but keeps running, does not hold the session for more.
+  void maybeEnd() {
+    if (ended_) return;
+    if (exited_ && output_done_) {
+      end("process exited");
+      return;
+    }
+    if (drain_timer_->armed()) return;
+    auto weak = weak_from_this();
+    drain_timer_->schedule(std::chrono::seconds(1), [weak] {
+      if (auto s = weak.lock()) s->end(s->exited_ ? "process exited" : "terminal closed");
     });
   }
 
@@ -330,7 +341,9 @@ class Session : public std::enable_shared_from_this<Session> {
     model_.resize(rows, cols);
   }
 
-  void end(const std::string& reason) {
+  // Ends the session; clients are told `code` (1 when the agent ends a running process for its
+  // own reasons, as on shutdown) unless the process exited by itself.
+  void end(const std::string& reason, int code_if_running = 0) {
     if (ended_) return;
     ended_ = true;
     idle_->cancel();
@@ -346,7 +359,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::error_code ec;
     master_.close(ec);
     auto conns = attached_;
-    for (auto* c : conns) c->finish(exited_ ? exit_code_ : 0, reason);
+    for (auto* c : conns) c->finish(exited_ ? exit_code_ : code_if_running, reason);
     srv_->sessionEnded(id_);
     // Keep watching the process until it is reaped.
     if (!exited_) {
@@ -371,8 +384,9 @@ class Session : public std::enable_shared_from_this<Session> {
         for (auto* c : std::set<Conn*>(self->attached_)) c->send(data);
       }
       if (ec) {
-        // EIO: every writer of the terminal is gone.
-        if (ec != asio::error::operation_aborted) self->end("terminal closed");
+        if (ec == asio::error::operation_aborted || self->ended_) return;
+        self->output_done_ = true;  // EIO (or another read error): no more output
+        self->maybeEnd();
         return;
       }
       self->readOutput();
@@ -413,6 +427,7 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t input_size_ = 0;
   bool writing_ = false;
   bool exited_ = false;
+  bool output_done_ = false;
   bool ended_ = false;
   int exit_code_ = 0;
 };
@@ -581,7 +596,7 @@ void Server::shutdown() {
   if (!impl_) return;
   stopAccepting();
   auto sessions = impl_->sessions_;
-  for (auto& [id, s] : sessions) s->end("agent shutting down");
+  for (auto& [id, s] : sessions) s->end("agent shutting down", 1);
   auto conns = impl_->conns_;
   for (auto& c : conns) c->close();
 }

@@ -174,7 +174,9 @@ Result<Child> spawnChild(const ChildSpec& spec) {
 
 std::string loginArgv0(const std::string& shell) {
   auto slash = shell.rfind('/');
-  return "-" + shell.substr(slash == std::string::npos ? 0 : slash + 1);
+  std::string out(1, '-');
+  out.append(shell, slash == std::string::npos ? 0 : slash + 1);
+  return out;
 }
 
 }  // namespace wsa::term

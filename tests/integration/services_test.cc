@@ -360,6 +360,13 @@ TEST_F(ServicesTest, PtyConnectionsAreCountedAndAudited) {
   EXPECT_EQ(conns[1]["action"], "disconnect");
   EXPECT_EQ(conns[0]["id"], conns[1]["id"]);
   EXPECT_EQ(conns[0]["ip"], "127.0.0.1");
+  EXPECT_EQ(conns[1]["status_code"], 0);
+  // A command's exit code is what the disconnect reports.
+  auto b = attach("audit-3", "exit 3");
+  ASSERT_TRUE(b->waitForEof(scaled(seconds(10))));
+  ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connections"].size() >= 4; },
+                        scaled(seconds(10))));
+  EXPECT_EQ(cd_->agentView()["connections"][3]["status_code"], 3);
   EXPECT_TRUE(waitUntil(
       [&] { return cd_->agentView()["stats"]["session_count_reconnecting_pty"] == "0"; },
       scaled(seconds(15))));
