@@ -46,6 +46,45 @@ ChildPriority computeChildPriority(std::optional<int> explicit_oom,
   return p;
 }
 
+ExecArgs::ExecArgs(std::vector<std::string> a, std::vector<std::string> e)
+    : args(std::move(a)), env(std::move(e)) {
+  for (auto& x : args) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  for (auto& x : env) envp.push_back(x.data());
+  envp.push_back(nullptr);
+}
+
+void execInChild(const std::string& program, char** argv, char** envp,
+                 const ChildPriority& priority, const std::string& oom_text,
+                 const std::string& cwd, int status_fd) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+  if (!oom_text.empty()) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
+    if (fd >= 0) {
+      (void)!::write(fd, oom_text.data(), oom_text.size());
+      ::close(fd);
+    }
+  }
+  if (priority.nice) ::setpriority(PRIO_PROCESS, 0, *priority.nice);
+  if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+    int e = errno;
+    (void)!::write(status_fd, &e, sizeof(e));
+    _exit(127);
+  }
+  // Nothing of the agent's leaks into the child (sockets, other pipes); the status pipe stays
+  // until exec (it is close-on-exec) to report an exec failure.
+  auto keep = static_cast<unsigned>(status_fd);
+  if (keep > 3) ::syscall(SYS_close_range, 3u, keep - 1, 0u);
+  ::syscall(SYS_close_range, keep + 1, ~0u, 0u);
+  ::execve(program.c_str(), argv, envp);
+  int e = errno;
+  (void)!::write(status_fd, &e, sizeof(e));
+  _exit(127);
+}
+
 std::string resolveProgram(const std::string& name, const std::vector<std::string>& env) {
   if (name.find('/') != std::string::npos) return name;
   std::string path;
@@ -208,14 +247,7 @@ Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Comman
   if (cmd.argv.empty()) return makeError("empty command");
   std::string program = resolveProgram(cmd.argv[0], cmd.env);
   // Everything the child needs is prepared before fork: it only makes system calls.
-  std::vector<std::string> args = cmd.argv;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> envs = cmd.env;
-  std::vector<char*> envp;
-  for (auto& e : envs) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  ExecArgs exec_args(cmd.argv, cmd.env);
   std::string oom_text = cmd.priority.oom_score_adj ? std::to_string(*cmd.priority.oom_score_adj) : "";
 
   int out[2], err[2] = {-1, -1}, status[2];
@@ -248,33 +280,8 @@ Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Comman
     ::dup2(devnull, 0);
     ::dup2(out[1], 1);
     ::dup2(cmd.merge_stderr ? out[1] : err[1], 2);
-    // Default signal handling and an empty mask for the new program.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
-    if (!oom_text.empty()) {
-      int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
-      if (fd >= 0) {
-        (void)!::write(fd, oom_text.data(), oom_text.size());
-        ::close(fd);
-      }
-    }
-    if (cmd.priority.nice) ::setpriority(PRIO_PROCESS, 0, *cmd.priority.nice);
-    if (!cmd.cwd.empty() && ::chdir(cmd.cwd.c_str()) != 0) {
-      int e = errno;
-      (void)!::write(status[1], &e, sizeof(e));
-      _exit(127);
-    }
-    // Nothing of the agent's leaks into the child (sockets, other pipes); the status pipe
-    // stays until exec (it is close-on-exec) to report an exec failure.
-    auto keep = static_cast<unsigned>(status[1]);
-    if (keep > 3) ::syscall(SYS_close_range, 3u, keep - 1, 0u);
-    ::syscall(SYS_close_range, keep + 1, ~0u, 0u);
-    ::execve(program.c_str(), argv.data(), envp.data());
-    int e = errno;
-    (void)!::write(status[1], &e, sizeof(e));
-    _exit(127);
+    execInChild(program, exec_args.argv.data(), exec_args.envp.data(), cmd.priority, oom_text,
+                cmd.cwd, status[1]);
   }
   ::close(out[1]);
   if (err[1] >= 0) ::close(err[1]);

@@ -29,6 +29,21 @@ struct ChildPriority {
 };
 ChildPriority computeChildPriority(std::optional<int> explicit_oom, std::optional<int> explicit_nice);
 
+// argv/envp arrays for execve, built before fork (the child must not allocate).
+struct ExecArgs {
+  ExecArgs(std::vector<std::string> args, std::vector<std::string> env);
+  std::vector<std::string> args, env;
+  std::vector<char*> argv, envp;  // null-terminated, pointing into args/env
+};
+
+// The end of every fork, in the child, with async-signal-safe calls only: default signal
+// dispositions and an empty mask, the OOM score (`oom_text`, may be empty) and niceness, the
+// working directory, every descriptor above 2 closed except `status_fd` (close-on-exec), then
+// execve. A failure writes errno to `status_fd` and exits 127.
+[[noreturn]] void execInChild(const std::string& program, char** argv, char** envp,
+                              const ChildPriority& priority, const std::string& oom_text,
+                              const std::string& cwd, int status_fd);
+
 struct Command {
   std::vector<std::string> argv;   // argv[0] resolved through PATH of `env` if not absolute
   std::vector<std::string> env;    // the complete environment, "KEY=VALUE"

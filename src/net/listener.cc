@@ -141,4 +141,16 @@ Result<std::unique_ptr<Listener>> Listener::open(asio::io_context& io, const std
   return std::unique_ptr<Listener>(new Listener(std::move(impl)));
 }
 
+Result<std::string> listenStreams(asio::io_context& io, const std::string& address,
+                                  std::string what, std::function<void(ByteStreamPtr)> serve,
+                                  std::vector<std::unique_ptr<Listener>>& into) {
+  Listener::Handlers h;
+  h.on_stream = std::move(serve);
+  auto l = Listener::open(io, address, std::move(h), {true, std::move(what)});
+  if (!l) return makeError(l.error());
+  std::string bound = (*l)->address();
+  into.push_back(std::move(*l));
+  return bound;
+}
+
 }  // namespace wsa::net

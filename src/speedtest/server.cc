@@ -275,15 +275,12 @@ Server::~Server() { shutdown(); }
 
 Result<std::string> Server::listen(const std::string& address) {
   std::weak_ptr<Impl> weak = impl_;
-  net::Listener::Handlers h;
-  h.on_stream = [weak](net::ByteStreamPtr stream) {
-    if (auto impl = weak.lock()) impl->serve(std::move(stream));
-  };
-  auto l = net::Listener::open(impl_->io_, address, std::move(h), {true, "speed test"});
-  if (!l) return makeError(l.error());
-  std::string bound = (*l)->address();
-  impl_->listeners_.push_back(std::move(*l));
-  return bound;
+  return net::listenStreams(
+      impl_->io_, address, "speed test",
+      [weak](net::ByteStreamPtr stream) {
+        if (auto impl = weak.lock()) impl->serve(std::move(stream));
+      },
+      impl_->listeners_);
 }
 
 void Server::serve(net::ByteStreamPtr stream) { impl_->serve(std::move(stream)); }

@@ -29,34 +29,6 @@ namespace {
 void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 void setCloexec(int fd) { ::fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
-[[noreturn]] void childExec(const ChildSpec& spec, const std::string& program, char** argv,
-                            char** envp, const std::string& oom, int status_fd) {
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
-  if (!oom.empty()) {
-    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
-    if (fd >= 0) {
-      (void)!::write(fd, oom.data(), oom.size());
-      ::close(fd);
-    }
-  }
-  if (spec.priority.nice) ::setpriority(PRIO_PROCESS, 0, *spec.priority.nice);
-  if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) != 0) {
-    int e = errno;
-    (void)!::write(status_fd, &e, sizeof(e));
-    _exit(127);
-  }
-  auto keep = static_cast<unsigned>(status_fd);
-  if (keep > 3) ::syscall(SYS_close_range, 3u, keep - 1, 0u);
-  ::syscall(SYS_close_range, keep + 1, ~0u, 0u);
-  ::execve(program.c_str(), argv, envp);
-  int e = errno;
-  (void)!::write(status_fd, &e, sizeof(e));
-  _exit(127);
-}
-
 }  // namespace
 
 Result<Child> spawnChild(const ChildSpec& spec) {
@@ -64,13 +36,7 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   std::string program = agent::resolveProgram(spec.argv[0], spec.env);
   std::vector<std::string> args = spec.argv;
   if (!spec.argv0.empty()) args[0] = spec.argv0;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   std::vector<std::string> envs = spec.env;
-  std::vector<char*> envp;
-  for (auto& e : envs) envp.push_back(e.data());
-  envp.push_back(nullptr);
   std::string oom = spec.priority.oom_score_adj ? std::to_string(*spec.priority.oom_score_adj) : "";
 
   int status[2];
@@ -97,9 +63,7 @@ Result<Child> spawnChild(const ChildSpec& spec) {
     for (auto& e : envs) {
       if (e == "SSH_TTY=") e = std::string("SSH_TTY=") + name;
     }
-    envp.clear();
-    for (auto& e : envs) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    agent::ExecArgs exec_args(args, envs);
     pid = ::fork();
     if (pid == 0) {
       ::setsid();
@@ -107,7 +71,8 @@ Result<Child> spawnChild(const ChildSpec& spec) {
       ::dup2(slave, 0);
       ::dup2(slave, 1);
       ::dup2(slave, 2);
-      childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+      agent::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
+                         spec.cwd, status[1]);
     }
     ::close(slave);
     if (pid > 0) {
@@ -124,13 +89,15 @@ Result<Child> spawnChild(const ChildSpec& spec) {
       ::close(status[1]);
       return makeError(std::string("pipe: ") + std::strerror(errno));
     }
+    agent::ExecArgs exec_args(args, envs);
     pid = ::fork();
     if (pid == 0) {
       ::setsid();
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
-      childExec(spec, program, argv.data(), envp.data(), oom, status[1]);
+      agent::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
+                         spec.cwd, status[1]);
     }
     ::close(in[0]);
     ::close(out[1]);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
@@ -47,5 +48,11 @@ class Listener {
   explicit Listener(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };
+
+// Opens a listener that hands each accepted stream to `serve` and keeps it in `into`; returns
+// the bound address. The common case for servers on the loop.
+Result<std::string> listenStreams(asio::io_context& io, const std::string& address,
+                                  std::string what, std::function<void(ByteStreamPtr)> serve,
+                                  std::vector<std::unique_ptr<Listener>>& into);
 
 }  // namespace wsa::net
