@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   bool block_file_transfer = false, block_local_forwarding = false, block_reverse_forwarding = false;
   bool block_agent_forwarding = false, block_x11_forwarding = false;
   std::string pty_listen, pty_timeout = "5m", speedtest_listen, api_listen;
+  bool allow_remote_unauthenticated = false;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -155,7 +156,7 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_BLOCK_X11_FORWARDING");
   app.add_option("--pty-listen", pty_listen,
                  "Also serve reconnecting PTYs on this address (host:port or unix:/path; off by "
-                 "default; the overlay serves port 2). No authentication: bind to loopback")
+                 "default; the overlay serves port 2). No authentication: loopback or unix only")
       ->envname("WSA_AGENT_PTY_LISTEN");
   app.add_option("--pty-timeout", pty_timeout,
                  "End a reconnecting PTY session after this long with no client attached")
@@ -165,8 +166,12 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_SPEEDTEST_LISTEN");
   app.add_option("--api-listen", api_listen,
                  "Also serve the agent HTTP API on this address (off by default; the overlay "
-                 "serves port 4). No authentication: bind to loopback")
+                 "serves port 4). No authentication: loopback or unix only")
       ->envname("WSA_AGENT_API_LISTEN");
+  app.add_flag("--allow-remote-unauthenticated", allow_remote_unauthenticated,
+               "Let --pty-listen and --api-listen use non-loopback addresses (anyone who can "
+               "reach them gets a shell or the API; only behind your own access control)")
+      ->envname("WSA_AGENT_ALLOW_REMOTE_UNAUTHENTICATED");
   app.add_flag("--no-reap", no_reap, "Do not act as a zombie reaper when running as PID 1");
   app.add_option("--ready-file", ready_file,
                  "Write the bound addresses and the pid here as JSON once listening")
@@ -298,6 +303,7 @@ int main(int argc, char** argv) {
   scfg.pty_listen = pty_listen;
   scfg.speedtest_listen = speedtest_listen;
   scfg.api_listen = api_listen;
+  scfg.allow_remote_unauthenticated = allow_remote_unauthenticated;
   scfg.log_file = log_file;
   auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
   if (!services) return fail(services.error());

@@ -1,6 +1,7 @@
 #include "agent/services.h"
 
 #include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
 #include <asio/post.hpp>
 
 #include "agent/agent.h"
@@ -9,6 +10,7 @@
 #include "agent/metrics.h"
 #include "wsa/common/logging.h"
 #include "wsa/http/server.h"
+#include "wsa/net/address.h"
 
 namespace wsa::agent {
 
@@ -18,6 +20,22 @@ uint16_t portOf(const std::string& hostport) {
   auto colon = hostport.rfind(':');
   if (colon == std::string::npos) return 0;
   return static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1)));
+}
+
+// Services without authentication may listen on loopback or a unix socket only, unless the
+// operator says otherwise.
+Status checkLocalOnly(const std::string& flag, const std::string& address, bool allowed) {
+  if (allowed) return {};
+  auto a = net::parseListenAddress(address);
+  if (!a) return makeError(flag + ": " + a.error());
+  if (a->is_unix || a->host == "localhost") return {};
+  std::error_code ec;
+  auto ip = asio::ip::make_address(a->host, ec);
+  if (!a->host.empty() && !ec && ip.is_loopback()) return {};
+  return makeError(flag + ": \"" + address +
+                   "\" is not a loopback address; this service has no authentication, so it "
+                   "listens only on 127.0.0.1, ::1 or a unix socket (--allow-remote-unauthenticated "
+                   "overrides this)");
 }
 
 // Counters that mirror a monotonically growing value.
@@ -164,6 +182,13 @@ Result<BoundServices> Services::listen(const std::set<uint16_t>& own_ports) {
     if (!r) return makeError("--ssh-listen: " + r.error());
     b.ssh = *r;
     log->info("serving SSH on {} (host key {})", *r, b.ssh_host_key);
+  }
+  for (auto [flag, addr] : {std::pair{"--pty-listen", &config_.pty_listen},
+                             std::pair{"--api-listen", &config_.api_listen}}) {
+    if (addr->empty()) continue;
+    if (auto st = checkLocalOnly(flag, *addr, config_.allow_remote_unauthenticated); !st) {
+      return makeError(st.error());
+    }
   }
   if (!config_.pty_listen.empty()) {
     auto r = rpty_->listen(config_.pty_listen);

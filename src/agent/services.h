@@ -37,6 +37,9 @@ struct ServicesConfig {
   speedtest::ServerOptions speedtest;
   std::string speedtest_listen;
   std::string api_listen;
+  // --pty-listen and --api-listen serve without authentication: only loopback addresses and
+  // unix sockets unless this is set.
+  bool allow_remote_unauthenticated = false;
   std::string log_file;
 };
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -39,19 +40,22 @@ std::string screenDump(term::ScreenModel& m) {
 
 class ServicesTest : public ::testing::Test {
  protected:
-  void start(std::vector<std::string> agent_args = {}, std::vector<std::string> env = {}) {
+  void start(std::vector<std::string> agent_args = {}, std::vector<std::string> env = {},
+             bool default_listeners = true) {
     json c = basicControldConfig();
     c["stats_report_interval_seconds"] = 1;
     cd_ = std::make_unique<ControldHarness>(c);
     cd_->start();
     AgentHarness::Options o;
-    o.services = true;
+    o.services = default_listeners;
     o.extra_args = std::move(agent_args);
     o.env = std::move(env);
     agent_ = std::make_unique<AgentHarness>(cd_->controlUrl(), cd_->agentToken(), o);
     agent_->start();
-    pty_port_ = portOf(agent_->ready()["pty"]);
-    api_ = "http://" + agent_->ready()["api"].get<std::string>();
+    if (default_listeners) {
+      pty_port_ = portOf(agent_->ready()["pty"]);
+      api_ = "http://" + agent_->ready()["api"].get<std::string>();
+    }
     speedtest_ = agent_->ready()["speedtest"];
     // Sessions see the manifest once the agent has it.
     ASSERT_TRUE(waitUntil([&] { return !cd_->agentView()["startup"].is_null(); }, seconds(20)));
@@ -569,7 +573,11 @@ TEST_F(ServicesTest, BadListenAddressesAreClearErrors) {
            {"--pty-listen", "nonsense", "--pty-listen"},
            {"--speedtest-listen", "300.1.1.1:5", "is not an IP address"},
            {"--api-listen", "127.0.0.1:99999", "--api-listen"},
-           {"--pty-timeout", "0s", "--pty-timeout"}}) {
+           {"--pty-timeout", "0s", "--pty-timeout"},
+           // Unauthenticated services stay on loopback unless told otherwise.
+           {"--pty-listen", "0.0.0.0:0", "is not a loopback address"},
+           {"--pty-listen", ":0", "is not a loopback address"},
+           {"--api-listen", "[::]:0", "is not a loopback address"}}) {
     auto r = runSplit({agentPath(), "--url", cd_->controlUrl(), "--token-file", d.file("token"),
                        "--log-dir", d.path(), "--data-dir", d.file("state"),
                        "--prometheus-address", "", "--debug-address", "", flag, value},
@@ -577,6 +585,31 @@ TEST_F(ServicesTest, BadListenAddressesAreClearErrors) {
     EXPECT_EQ(r.code, 2) << flag << " " << value << ": " << r.err;
     EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
   }
+}
+
+TEST_F(ServicesTest, UnixSocketAndIpv6LoopbackListenersWork) {
+  TempDir d;
+  start({"--pty-listen", "unix:" + d.file("pty.sock"), "--api-listen", "[::1]:0"}, {}, false);
+  EXPECT_EQ(agent_->ready()["pty"], "unix:" + d.file("pty.sock"));
+  // A session over the unix socket.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d.file("pty.sock").c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  std::string body = R"j({"id":"u","command":"echo over-unix-$((8*8))"})j";
+  std::string frame = std::string(1, static_cast<char>(body.size())) + std::string(1, '\0') + body;
+  ASSERT_EQ(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
+  timeval tv{static_cast<time_t>(scaled(seconds(10)).count() / 1000), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_NE(out.find("over-unix-64"), std::string::npos) << out;
+  auto r = httpRequest("GET", "http://" + agent_->ready()["api"].get<std::string>() + "/");
+  EXPECT_EQ(r.status, 200) << r.error;
 }
 
 }  // namespace
