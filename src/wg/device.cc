@@ -441,7 +441,7 @@ class Device::Impl {
     uint64_t counter = kp.send_counter++;
     writeLe64(out + kDataCounterOffset, counter);
     // Plaintext with its zero padding, sealed in place.
-    std::memcpy(out + kDataHeaderSize, plain.data(), plain.size());
+    if (!plain.empty()) std::memcpy(out + kDataHeaderSize, plain.data(), plain.size());
     std::memset(out + kDataHeaderSize + plain.size(), 0, padded - plain.size());
     kp.send.seal(counter, {out + kDataHeaderSize, padded}, out + kDataHeaderSize);
     transmit(p, {out, buf_.size()});
@@ -797,6 +797,13 @@ Device::~Device() = default;
 void Device::setPrivateKey(const Secret& key) { impl_->setPrivateKey(key); }
 const PublicKey& Device::publicKey() const { return impl_->id_.public_key; }
 bool Device::hasPrivateKey() const { return impl_->has_key_; }
+const Secret& Device::privateKey() const { return impl_->id_.private_key; }
+
+std::optional<Secret> Device::presharedKey(const PublicKey& peer) const {
+  auto it = impl_->peers_.find(peer);
+  if (it == impl_->peers_.end()) return std::nullopt;
+  return it->second->remote.preshared_key;
+}
 Status Device::setPeer(const PeerConfig& config) { return impl_->setPeer(config); }
 
 bool Device::removePeer(const PublicKey& key) {

@@ -127,6 +127,9 @@ class Device {
   void setPrivateKey(const Secret& key);
   const PublicKey& publicKey() const;
   bool hasPrivateKey() const;
+  // For the configuration API only (`wg showconf`): the keys as configured.
+  const Secret& privateKey() const;
+  std::optional<Secret> presharedKey(const PublicKey& peer) const;
 
   // Adds a peer or changes one; other peers are not disturbed.
   Status setPeer(const PeerConfig& config);
