@@ -1,0 +1,368 @@
+// Our WireGuard engine (the wsa-wg binary: engine + TUN + UDP) against the real wireguard-go,
+// each in its own network namespace joined by a veth pair. Both are configured with the real
+// `wg` tool through their configuration sockets; traffic is the kernel's ping and TCP (socat)
+// over the two TUN interfaces. Underlay 198.18.252.0/24, overlay 100.64.77.0/24 and
+// fd7a:115c:a1e0:77::/64: nothing leaves the namespaces.
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "support/netns.h"
+#include "support/process.h"
+#include "support/util.h"
+
+namespace wsa::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kTransferBytes = 100u << 20;  // 100 MiB
+const char* const kOurPort = "51820";
+const char* const kGoPort = "51821";
+
+std::string overlay4(int side) { return side == 0 ? "100.64.77.1" : "100.64.77.2"; }
+std::string overlay6(int side) { return side == 0 ? "fd7a:115c:a1e0:77::1" : "fd7a:115c:a1e0:77::2"; }
+
+// One request on a WireGuard configuration socket; the answer's key=value lines (the last
+// value of a repeated key wins, fine for one peer).
+std::map<std::string, std::string> uapi(const std::string& path, const std::string& request) {
+  std::map<std::string, std::string> out;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    ::close(fd);
+    return out;
+  }
+  std::string req = request + "\n\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return out;
+  }
+  std::string text;
+  char buf[4096];
+  while (text.find("\n\n") == std::string::npos) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+uint64_t num(const std::map<std::string, std::string>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? 0 : std::stoull(it->second);
+}
+
+// 100 MiB of pseudo-random bytes (xorshift: incompressible enough for a tunnel), made once.
+const std::string& transferFile() {
+  static TempDir dir;
+  static std::string path = [] {
+    std::string p = dir.file("data");
+    std::ofstream f(p, std::ios::binary);
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ static_cast<uint64_t>(::getpid());
+    std::vector<uint64_t> block(1 << 16);
+    for (size_t done = 0; done < kTransferBytes; done += block.size() * 8) {
+      for (auto& w : block) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        w = x;
+      }
+      f.write(reinterpret_cast<const char*>(block.data()),
+              static_cast<std::streamsize>(block.size() * 8));
+    }
+    return p;
+  }();
+  return path;
+}
+
+std::string sha256Of(const std::string& path) {
+  auto r = run({"sha256sum", path}, scaled(60s));
+  return r.output.substr(0, 64);
+}
+
+class WgInteropTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = netnsUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
+    // As root the peers must be here: a missing one is a broken setup, not a skip.
+    ASSERT_TRUE(pathExists("/usr/bin/wireguard-go")) << "install wireguard-go";
+    ASSERT_TRUE(pathExists("/usr/bin/wg")) << "install wireguard-tools";
+    pair_ = std::make_unique<NetnsPair>();
+    ASSERT_TRUE(pair_->ok()) << pair_->error();
+    if_[0] = pair_->ifname(0, "wg");
+    if_[1] = pair_->ifname(1, "wg");
+    for (int s = 0; s < 2; ++s) {
+      sock_[s] = "/var/run/wireguard/" + if_[s] + ".sock";
+      key_[s] = genKey(s);
+      pub_[s] = run({"wg", "pubkey"}, 5s, {}, readText(key_[s])).output.substr(0, 44);
+    }
+  }
+
+  void TearDown() override {
+    for (int s = 0; s < 2; ++s) {
+      if (proc_[s]) {
+        proc_[s]->signal(SIGTERM);
+        if (!proc_[s]->wait(scaled(5s))) proc_[s]->kill();
+        if (HasFailure()) {
+          std::cerr << "---- " << (s == 0 ? "wsa-wg" : "wireguard-go") << " log (tail) ----\n";
+          std::string log = readText(tmp_.file(std::to_string(s) + ".log"));
+          std::cerr << (log.size() > 6000 ? log.substr(log.size() - 6000) : log) << "\n";
+        }
+      }
+      ::unlink(sock_[s].c_str());
+    }
+    pair_.reset();
+  }
+
+  std::string genKey(int side) {
+    std::string path = tmp_.file("key" + std::to_string(side));
+    std::string key = run({"wg", "genkey"}, 5s).output;
+    writeText(path, key);
+    ::chmod(path.c_str(), 0600);
+    return path;
+  }
+
+  // Starts our engine (side 0) and wireguard-go (side 1), and waits for their sockets.
+  void startBoth() {
+    for (int s = 0; s < 2; ++s) {
+      Process::Options o;
+      o.argv = s == 0 ? pair_->exec(0, {WSA_WG_PATH, "--log-level", "debug", if_[0]})
+                      : pair_->exec(1, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", if_[1]});
+      o.stdout_path = o.stderr_path = tmp_.file(std::to_string(s) + ".log");
+      proc_[s] = Process::start(o);
+      ASSERT_TRUE(proc_[s]);
+    }
+    for (int s = 0; s < 2; ++s) {
+      ASSERT_TRUE(waitUntil([&] { return pathExists(sock_[s]); }, scaled(10s)))
+          << sock_[s] << " never appeared";
+    }
+  }
+
+  // `wg set` on `side` for its peer (the other side); `peer_key` overrides the peer's public key.
+  void configure(int side, bool with_endpoint, const std::string& peer_key = "") {
+    int other = 1 - side;
+    std::vector<std::string> argv = {"wg",          "set",        if_[side],
+                                     "listen-port", side == 0 ? kOurPort : kGoPort,
+                                     "private-key", key_[side],   "peer",
+                                     peer_key.empty() ? pub_[other] : peer_key,
+                                     "allowed-ips", overlay4(other) + "/32," + overlay6(other) + "/128"};
+    if (with_endpoint) {
+      argv.push_back("endpoint");
+      argv.push_back(pair_->underlay(other) + ":" + (other == 0 ? kOurPort : kGoPort));
+    }
+    auto r = pair_->run(side, argv);
+    ASSERT_EQ(r.code, 0) << r.output;
+    for (const auto& cmd : std::vector<std::vector<std::string>>{
+             {"ip", "addr", "add", overlay4(side) + "/24", "dev", if_[side]},
+             {"ip", "-6", "addr", "add", overlay6(side) + "/64", "dev", if_[side], "nodad"},
+             {"ip", "link", "set", if_[side], "up"}}) {
+      auto c = pair_->run(side, cmd);
+      ASSERT_EQ(c.code, 0) << c.output;
+    }
+  }
+
+  // Responder first (so the first initiation is not lost), then the initiator with an endpoint.
+  void setUp(int initiator) {
+    ASSERT_NO_FATAL_FAILURE(startBoth());
+    ASSERT_NO_FATAL_FAILURE(configure(1 - initiator, false));
+    ASSERT_NO_FATAL_FAILURE(configure(initiator, true));
+  }
+
+  RunResult ping(int from, const std::string& to) {
+    return pair_->run(from, {"ping", "-c", "3", "-i", "0.2", "-W", "3", to}, scaled(20s));
+  }
+
+  std::map<std::string, std::string> ours() { return uapi(sock_[0], "wsa_counters=1"); }
+  std::map<std::string, std::string> goGet() { return uapi(sock_[1], "get=1"); }
+
+  // A TCP transfer of the test file from `from` to the other side over `family` (4 or 6),
+  // started in the background; finish() waits and returns the received checksum.
+  struct Transfer {
+    std::unique_ptr<Process> receiver, sender;
+    std::string sum_path, sender_log;
+  };
+  Transfer startTransfer(int from, int family, int port) {
+    int to = 1 - from;
+    Transfer t;
+    t.sum_path = tmp_.file("sum" + std::to_string(port));
+    std::string listen = (family == 6 ? "TCP6-LISTEN:" : "TCP4-LISTEN:") + std::to_string(port);
+    Process::Options r;
+    r.argv = pair_->exec(to, {"sh", "-c", "socat -u " + listen + ",reuseaddr - | sha256sum > " +
+                                              t.sum_path});
+    t.receiver = Process::start(r);
+    std::string dest = family == 6 ? "TCP6:[" + overlay6(to) + "]:" : "TCP4:" + overlay4(to) + ":";
+    Process::Options s;
+    s.argv = pair_->exec(from, {"socat", "-u", "FILE:" + transferFile(),
+                                dest + std::to_string(port) + ",retry=200,interval=0.05"});
+    t.sender_log = s.stderr_path = tmp_.file("sender" + std::to_string(port) + ".log");
+    t.sender = Process::start(s);
+    return t;
+  }
+  std::string finish(Transfer& t) {
+    auto rc = t.sender->wait(scaled(120s));
+    EXPECT_EQ(rc, std::optional<int>(0)) << readText(t.sender_log);
+    EXPECT_EQ(t.receiver->wait(scaled(30s)), std::optional<int>(0));
+    return readText(t.sum_path).substr(0, 64);
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<NetnsPair> pair_;
+  std::string if_[2], sock_[2], key_[2], pub_[2];
+  std::unique_ptr<Process> proc_[2];
+};
+
+TEST_F(WgInteropTest, OurEngineInitiatesAndBothSidesPingOverIPv4AndIPv6) {
+  ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/0));
+  for (int from = 0; from < 2; ++from) {
+    for (const auto& to : {overlay4(1 - from), overlay6(1 - from)}) {
+      auto r = ping(from, to);
+      EXPECT_EQ(r.code, 0) << "ping " << to << ":\n" << r.output;
+      EXPECT_NE(r.output.find("3 received"), std::string::npos) << r.output;
+    }
+  }
+  auto c = ours();
+  EXPECT_GE(num(c, "initiations_sent"), 1u);
+  EXPECT_GE(num(c, "responses_received"), 1u);
+  EXPECT_EQ(num(c, "responses_sent"), 0u);
+  EXPECT_GE(num(c, "handshakes_completed"), 1u);
+  EXPECT_EQ(num(c, "drop_bad_auth"), 0u);
+  // `wg show` on the wireguard-go side: a handshake and traffic with our key.
+  auto hs = pair_->run(1, {"wg", "show", if_[1], "latest-handshakes"});
+  ASSERT_EQ(hs.code, 0) << hs.output;
+  EXPECT_NE(hs.output.find(pub_[0]), std::string::npos) << hs.output;
+  EXPECT_EQ(hs.output.find("\t0\n"), std::string::npos) << "no handshake: " << hs.output;
+  auto g = goGet();
+  EXPECT_GT(num(g, "last_handshake_time_sec"), 0u);
+  EXPECT_GT(num(g, "rx_bytes"), 0u);
+  EXPECT_GT(num(g, "tx_bytes"), 0u);
+}
+
+TEST_F(WgInteropTest, OurEngineRespondsToWireguardGo) {
+  ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/1));
+  auto r = ping(1, overlay4(0));
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = ping(0, overlay6(1));
+  EXPECT_EQ(r.code, 0) << r.output;
+  auto c = ours();
+  EXPECT_EQ(num(c, "initiations_sent"), 0u) << "we have no endpoint: we cannot have initiated";
+  EXPECT_GE(num(c, "responses_sent"), 1u);
+  EXPECT_GE(num(c, "handshakes_completed"), 1u);
+  // We learned wireguard-go's endpoint from its authenticated initiation.
+  auto peer = uapi(sock_[0], "get=1");
+  EXPECT_EQ(peer["endpoint"], pair_->underlay(1) + ":" + kGoPort);
+  EXPECT_GT(num(goGet(), "last_handshake_time_sec"), 0u);
+}
+
+TEST_F(WgInteropTest, Transfers100MiBEachWayWithMatchingChecksums) {
+  ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/0));
+  std::string want = sha256Of(transferFile());
+  ASSERT_EQ(want.size(), 64u);
+  {
+    auto t = startTransfer(/*from=*/0, 4, 5001);  // us → wireguard-go, IPv4
+    EXPECT_EQ(finish(t), want);
+  }
+  {
+    auto t = startTransfer(/*from=*/1, 6, 5002);  // wireguard-go → us, IPv6
+    EXPECT_EQ(finish(t), want);
+  }
+  auto g = goGet();
+  EXPECT_GE(num(g, "rx_bytes"), kTransferBytes);
+  EXPECT_GE(num(g, "tx_bytes"), kTransferBytes);
+  auto show = pair_->run(1, {"wg", "show", if_[1], "transfer"});
+  EXPECT_NE(show.output.find(pub_[0]), std::string::npos) << show.output;
+  auto c = ours();
+  EXPECT_EQ(num(c, "drop_bad_auth"), 0u);
+  EXPECT_EQ(num(c, "drop_source_not_allowed"), 0u);
+}
+
+TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/0));
+  std::string want = sha256Of(transferFile());
+  // Both directions at once, so both keypairs' directions carry data across the rekey.
+  auto up = startTransfer(0, 4, 5003);
+  auto down = startTransfer(1, 6, 5004);
+  // Wait until data is flowing both ways, then force new handshakes (SIGUSR1 on wsa-wg).
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto g = goGet();
+        return num(g, "rx_bytes") > (8u << 20) && num(g, "tx_bytes") > (8u << 20);
+      },
+      scaled(60s)));
+  uint64_t before = num(ours(), "handshakes_completed");
+  ASSERT_GE(before, 1u);
+  int rekeys_during = 0;
+  for (int i = 0; i < 2; ++i) {
+    uint64_t at = num(ours(), "handshakes_completed");
+    proc_[0]->signal(SIGUSR1);
+    ASSERT_TRUE(waitUntil([&] { return num(ours(), "handshakes_completed") > at; }, scaled(10s)))
+        << "the forced handshake did not complete";
+    if (up.sender->running() && down.sender->running()) ++rekeys_during;
+  }
+  EXPECT_GE(rekeys_during, 1) << "the transfers ended before a rekey completed: the test proved "
+                                 "nothing (make the transfer larger)";
+  EXPECT_EQ(finish(up), want);
+  EXPECT_EQ(finish(down), want);
+  auto c = ours();
+  EXPECT_GE(num(c, "handshakes_completed"), before + 2);
+  EXPECT_EQ(num(c, "drop_bad_auth"), 0u);
+  EXPECT_EQ(num(c, "drop_unknown_index"), 0u) << "data for a keypair we had already dropped";
+}
+
+TEST_F(WgInteropTest, WrongPeerKeyOnWireguardGoNeverCompletesOurHandshake) {
+  ASSERT_NO_FATAL_FAILURE(startBoth());
+  std::string stranger = run({"wg", "pubkey"}, 5s, {}, run({"wg", "genkey"}, 5s).output)
+                             .output.substr(0, 44);
+  ASSERT_NO_FATAL_FAILURE(configure(1, false, stranger));  // wireguard-go expects someone else
+  ASSERT_NO_FATAL_FAILURE(configure(0, true));
+  auto r = pair_->run(0, {"ping", "-c", "2", "-i", "0.3", "-W", "1", overlay4(1)}, scaled(10s));
+  EXPECT_NE(r.code, 0) << r.output;
+  auto c = ours();
+  EXPECT_GE(num(c, "initiations_sent"), 1u);
+  EXPECT_EQ(num(c, "responses_received"), 0u);
+  EXPECT_EQ(num(c, "handshakes_completed"), 0u);
+  EXPECT_EQ(num(c, "sessions"), 0u);
+  EXPECT_EQ(num(goGet(), "last_handshake_time_sec"), 0u);
+}
+
+TEST_F(WgInteropTest, WrongPeerKeyOnOurSideRejectsWireguardGosInitiations) {
+  ASSERT_NO_FATAL_FAILURE(startBoth());
+  std::string stranger = run({"wg", "pubkey"}, 5s, {}, run({"wg", "genkey"}, 5s).output)
+                             .output.substr(0, 44);
+  ASSERT_NO_FATAL_FAILURE(configure(0, false, stranger));  // we expect someone else
+  ASSERT_NO_FATAL_FAILURE(configure(1, true));
+  auto r = pair_->run(1, {"ping", "-c", "2", "-i", "0.3", "-W", "1", overlay4(0)}, scaled(10s));
+  EXPECT_NE(r.code, 0) << r.output;
+  ASSERT_TRUE(waitUntil([&] { return num(ours(), "drop_bad_handshake") >= 1; }, scaled(10s)))
+      << "wireguard-go's initiation never reached us";
+  auto c = ours();
+  EXPECT_EQ(num(c, "responses_sent"), 0u);
+  EXPECT_EQ(num(c, "handshakes_completed"), 0u);
+  EXPECT_EQ(num(goGet(), "last_handshake_time_sec"), 0u);
+}
+
+}  // namespace
+}  // namespace wsa::test

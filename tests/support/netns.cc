@@ -1,0 +1,66 @@
+#include "support/netns.h"
+
+#include <unistd.h>
+
+#include "support/util.h"
+
+namespace wsa::test {
+
+std::string netnsUnavailableReason() {
+  if (::geteuid() != 0) return "needs root to create network namespaces";
+  if (!pathExists("/dev/net/tun")) return "no /dev/net/tun";
+  auto r = run({"ip", "netns", "list"}, std::chrono::seconds(5));
+  if (r.code != 0) return "`ip netns` does not work: " + r.output;
+  return {};
+}
+
+NetnsPair::NetnsPair(const std::string& tag) : tag_(tag) {
+  std::string id = std::to_string(::getpid());
+  ns_[0] = "wsa-t" + id + tag + "-0";
+  ns_[1] = "wsa-t" + id + tag + "-1";
+  std::string veth0 = "wv" + id + tag + "0", veth1 = "wv" + id + tag + "1";
+  auto step = [&](const std::vector<std::string>& argv) {
+    if (!error_.empty()) return;
+    auto r = test::run(argv, std::chrono::seconds(10));
+    if (r.code != 0) {
+      std::string cmd;
+      for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+      error_ = cmd + ": " + r.output;
+    }
+  };
+  for (auto& n : ns_) test::run({"ip", "netns", "del", n}, std::chrono::seconds(5));  // stale
+  step({"ip", "netns", "add", ns_[0]});
+  step({"ip", "netns", "add", ns_[1]});
+  step({"ip", "link", "add", veth0, "type", "veth", "peer", "name", veth1});
+  step({"ip", "link", "set", veth0, "netns", ns_[0]});
+  step({"ip", "link", "set", veth1, "netns", ns_[1]});
+  step({"ip", "-n", ns_[0], "addr", "add", underlay(0) + "/24", "dev", veth0});
+  step({"ip", "-n", ns_[1], "addr", "add", underlay(1) + "/24", "dev", veth1});
+  for (int s = 0; s < 2; ++s) {
+    step({"ip", "-n", ns_[s], "link", "set", "lo", "up"});
+    step({"ip", "-n", ns_[s], "link", "set", s == 0 ? veth0 : veth1, "up"});
+  }
+}
+
+NetnsPair::~NetnsPair() {
+  // Deleting a namespace removes its interfaces (the veth pair with it).
+  for (auto& n : ns_) test::run({"ip", "netns", "del", n}, std::chrono::seconds(10));
+}
+
+std::string NetnsPair::ifname(int side, const std::string& what) const {
+  std::string name = "w" + std::to_string(::getpid()) + tag_ + what + std::to_string(side);
+  return name.substr(0, 15);
+}
+
+std::vector<std::string> NetnsPair::exec(int side, std::vector<std::string> argv) const {
+  std::vector<std::string> out = {"ip", "netns", "exec", ns_[side]};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+RunResult NetnsPair::run(int side, const std::vector<std::string>& argv,
+                         std::chrono::milliseconds timeout, const std::string& stdin_data) const {
+  return test::run(exec(side, argv), timeout, {}, stdin_data);
+}
+
+}  // namespace wsa::test
