@@ -20,17 +20,22 @@
 #include <filesystem>
 #include <iostream>
 
+#include <prometheus/text_serializer.h>
+
 #include "wg/device.h"
+#include "wg/metrics.h"
 #include "wg/tun.h"
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
+#include "wsa/http/server.h"
 #include "wsa/version.h"
 
 namespace {
 
-int run(const std::string& ifname, int mtu, const std::string& uapi_dir) {
+int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
+        const std::string& metrics_listen) {
   using namespace wsa;
   auto log = logging::get("wsa-wg");
   asio::io_context io(1);
@@ -98,6 +103,25 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir) {
   log->info("{}: up (MTU {}, UDP port {}), configure with `wg` through {}", ifname, mtu,
             udp->port(), sock_path);
 
+  std::unique_ptr<http::Server> metrics;
+  if (!metrics_listen.empty()) {
+    http::Router router;
+    router.addSync("GET", "/metrics", [&](http::Request&) {
+      wg::MetricsSources src{&device, [&] { return udp.get(); }, [&] { return tun.get(); }};
+      auto r = http::Response::text(
+          200, prometheus::TextSerializer().Serialize(wg::collectMetrics(src, ifname)));
+      r.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+      return r;
+    });
+    metrics = std::make_unique<http::Server>(io, std::move(router));
+    auto b = metrics->listen(metrics_listen);
+    if (!b) {
+      std::cerr << "wsa-wg: --metrics-listen: " << b.error() << "\n";
+      return 1;
+    }
+    log->info("{}: Prometheus metrics on http://{}/metrics", ifname, *b);
+  }
+
   asio::signal_set stop(io, SIGTERM, SIGINT);
   stop.async_wait([&](std::error_code e, int sig) {
     if (e) return;
@@ -134,7 +158,7 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir) {
 int main(int argc, char** argv) {
   CLI::App app{"wsa-wg " WSA_VERSION
                " — a userspace WireGuard interface (TUN + UDP), configured with `wg`"};
-  std::string ifname, uapi_dir = "/var/run/wireguard", level = "info";
+  std::string ifname, uapi_dir = "/var/run/wireguard", level = "info", metrics_listen;
   int mtu = 1420;
   bool foreground = true;
   app.add_option("interface", ifname, "Interface name (1 to 15 characters)")->required();
@@ -143,6 +167,8 @@ int main(int argc, char** argv) {
   app.add_option("--mtu", mtu, "Interface MTU")->capture_default_str()->check(CLI::Range(576, 9000));
   app.add_option("--uapi-dir", uapi_dir, "Directory of the configuration socket")
       ->capture_default_str();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "Serve Prometheus metrics on this address (host:port), e.g. 127.0.0.1:2114");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -152,5 +178,5 @@ int main(int argc, char** argv) {
     std::cerr << "wsa-wg: " << st.error() << "\n";
     return 2;
   }
-  return run(ifname, mtu, uapi_dir);
+  return run(ifname, mtu, uapi_dir, metrics_listen);
 }

@@ -725,6 +725,7 @@ class Device::Impl {
     p.attempts = 0;
     p.sent_last_minute_handshake = false;
     p.last_handshake = clock_.systemNow();
+    if (p.handshakes > 0) counters_.rekeys++;
     p.handshakes++;
     counters_.handshakes_completed++;
   }

@@ -82,6 +82,7 @@ struct Counters {
   uint64_t responses_sent = 0, responses_received = 0;
   uint64_t cookie_replies_sent = 0, cookie_replies_received = 0;
   uint64_t handshakes_completed = 0;  // sessions established (either role)
+  uint64_t rekeys = 0;                // of those, with a peer that had a session before
   uint64_t keepalives_sent = 0;
   std::array<uint64_t, static_cast<size_t>(Drop::kCount)> drops{};
   uint64_t dropped(Drop d) const { return drops[static_cast<size_t>(d)]; }

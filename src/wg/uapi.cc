@@ -68,6 +68,7 @@ std::string uapiCounters(const Device& d) {
   kv("cookie_replies_sent", c.cookie_replies_sent);
   kv("cookie_replies_received", c.cookie_replies_received);
   kv("handshakes_completed", c.handshakes_completed);
+  kv("rekeys", c.rekeys);
   kv("keepalives_sent", c.keepalives_sent);
   kv("sessions", d.sessionCount());
   for (size_t i = 0; i < static_cast<size_t>(Drop::kCount); ++i) {
@@ -142,7 +143,10 @@ int uapiSet(Device& d, std::string_view body, const UapiHooks& hooks, std::strin
       peer = PeerConfig{};
       peer->public_key = *k;
     } else if (!peer) {
-      return fail("unexpected key before public_key: " + key);
+      static const std::set<std::string> kPeerKeys = {
+          "remove", "update_only", "preshared_key", "endpoint", "persistent_keepalive_interval",
+          "replace_allowed_ips", "allowed_ip", "protocol_version"};
+      return fail(kPeerKeys.count(key) != 0 ? key + " before public_key" : "unknown key: " + key);
     } else if (key == "remove") {
       remove = value == "true";
     } else if (key == "update_only") {

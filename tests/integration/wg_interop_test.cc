@@ -16,6 +16,7 @@
 #include <map>
 #include <thread>
 
+#include "support/http_client.h"
 #include "support/netns.h"
 #include "support/process.h"
 #include "support/util.h"
@@ -150,7 +151,8 @@ class WgInteropTest : public ::testing::Test {
   void startBoth() {
     for (int s = 0; s < 2; ++s) {
       Process::Options o;
-      o.argv = s == 0 ? pair_->exec(0, {WSA_WG_PATH, "--log-level", "debug", if_[0]})
+      o.argv = s == 0 ? pair_->exec(0, {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
+                                         "unix:" + tmp_.file("metrics.sock"), if_[0]})
                       : pair_->exec(1, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", if_[1]});
       o.stdout_path = o.stderr_path = tmp_.file(std::to_string(s) + ".log");
       proc_[s] = Process::start(o);
@@ -297,6 +299,20 @@ TEST_F(WgInteropTest, Transfers100MiBEachWayWithMatchingChecksums) {
   auto c = ours();
   EXPECT_EQ(num(c, "drop_bad_auth"), 0u);
   EXPECT_EQ(num(c, "drop_source_not_allowed"), 0u);
+  // The same figures as Prometheus metrics, per peer.
+  auto m = httpRequest("GET", "http://localhost/metrics", "", {}, scaled(10s),
+                       tmp_.file("metrics.sock"));
+  ASSERT_EQ(m.status, 200) << m.error;
+  EXPECT_NE(m.body.find("wsa_wg_handshakes_total{interface=\"" + if_[0] + "\"} 1"),
+            std::string::npos)
+      << m.body;
+  std::string rx = "wsa_wg_peer_bytes_total{interface=\"" + if_[0] + "\",peer=\"" + pub_[1] +
+                   "\",direction=\"rx\"} ";
+  size_t at = m.body.find(rx);
+  ASSERT_NE(at, std::string::npos) << m.body;
+  EXPECT_GE(std::stod(m.body.substr(at + rx.size())), static_cast<double>(kTransferBytes));
+  EXPECT_NE(m.body.find("wsa_wg_dropped_total{interface=\"" + if_[0] + "\",reason=\"replay\"}"),
+            std::string::npos);
 }
 
 TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
@@ -328,6 +344,7 @@ TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
   EXPECT_EQ(finish(down), want);
   auto c = ours();
   EXPECT_GE(num(c, "handshakes_completed"), before + 2);
+  EXPECT_GE(num(c, "rekeys"), 2u);
   EXPECT_EQ(num(c, "drop_bad_auth"), 0u);
   EXPECT_EQ(num(c, "drop_unknown_index"), 0u) << "data for a keypair we had already dropped";
 }

@@ -281,6 +281,8 @@ TEST_F(WgDeviceTest, ForcedRekeyMidStreamLosesNothing) {
   pump();
   EXPECT_EQ(b_->received.size(), 51u);
   EXPECT_EQ(a_->device.counters().handshakes_completed, 2u);
+  EXPECT_EQ(a_->device.counters().rekeys, 1u);
+  EXPECT_EQ(b_->device.counters().rekeys, 1u);
 }
 
 TEST_F(WgDeviceTest, KeysAreZeroedAfterThreeRejectTimes) {
