@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package the project needs to build, test and run.
 # Idempotent: packages already present are skipped and nothing is printed for them.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds what bench/ needs: OpenSSH's sshd)
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds what bench/ needs: OpenSSH's sshd, iperf3)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -20,7 +20,7 @@ TEST_PKGS=(
 
 # Peers the benchmarks compare against (not needed for tests; sshd would start as a service
 # where systemd runs, so it is only installed on request).
-BENCH_PKGS=(openssh-server python3)
+BENCH_PKGS=(openssh-server python3 iperf3)
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
 [ "${1:-}" = "--bench" ] && want+=("${BENCH_PKGS[@]}")

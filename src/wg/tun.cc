@@ -69,12 +69,12 @@ Result<std::unique_ptr<Tun>> Tun::open(asio::io_context& io, const std::string& 
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s >= 0) {
     ifreq r{};
-    std::strncpy(r.ifr_name, ifr.ifr_name, IFNAMSIZ - 1);
+    std::memcpy(r.ifr_name, ifr.ifr_name, IFNAMSIZ);
     r.ifr_mtu = mtu;
     int mtu_rc = ::ioctl(s, SIOCSIFMTU, &r);
     int mtu_errno = errno;
     ifreq f{};
-    std::strncpy(f.ifr_name, ifr.ifr_name, IFNAMSIZ - 1);
+    std::memcpy(f.ifr_name, ifr.ifr_name, IFNAMSIZ);
     ::ioctl(s, SIOCGIFFLAGS, &f);
     f.ifr_flags = static_cast<short>(f.ifr_flags | IFF_UP);
     int up_rc = ::ioctl(s, SIOCSIFFLAGS, &f);
