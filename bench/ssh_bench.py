@@ -11,11 +11,10 @@ Options shrink the run: --gib 0.25 --connects 20 --keystrokes 300.
 import argparse, json, os, pwd, random, select, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, time
 
+from benchutil import rss_kib, sh
+
 USER = "wsabench"
 
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
 
 
 def free_port():
@@ -42,13 +41,6 @@ def ensure_user(home):
     os.makedirs(home + "/.ssh", exist_ok=True)
     return pwd.getpwnam(USER)
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def percentile(xs, p):

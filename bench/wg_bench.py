@@ -13,28 +13,15 @@ on a shared 2-core machine only ratios mean something. Needs root and a Release 
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
+from benchutil import cpu_ticks, rss_kib, sh
+
 NS = ("wsabench0", "wsabench1")
 UNDER = ("198.18.253.1", "198.18.253.2")
 OVER = ("100.64.78.1", "100.64.78.2")
 PORTS = (51830, 51831)
 
 
-def sh(*args, check=True, **kw):
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
 
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return int(parts[11]) + int(parts[12])  # utime + stime
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Pair:
@@ -58,7 +45,10 @@ class Pair:
                 f.write(k + "\n")
             keys.append((path, sh("wg", "pubkey", input=k).stdout.strip()))
         for i in (0, 1):
-            cmd = ([wsa_wg, "--log-level", "warn", self.ifs[i]] if kinds[i] == "wsa-wg"
+            self.metrics = getattr(self, "metrics", {})
+            self.metrics[i] = os.path.join(tmp, f"metrics{i}.sock")
+            cmd = ([wsa_wg, "--log-level", "warn", "--metrics-listen", "unix:" + self.metrics[i],
+                    self.ifs[i]] if kinds[i] == "wsa-wg"
                    else ["env", "LOG_LEVEL=error", "wireguard-go", "-f", self.ifs[i]])
             log = open(os.path.join(tmp, f"{kinds[i]}{i}.log"), "w")
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", NS[i]] + cmd,
@@ -105,6 +95,20 @@ class Pair:
             "rss": [rss_kib(p.pid) for p in self.procs],
         }
 
+    def drops(self):
+        """Non-zero drop counters of the wsa-wg sides (why a run was slow)."""
+        out = []
+        for i in (0, 1):
+            if self.kinds[i] != "wsa-wg":
+                continue
+            text = sh("curl", "-s", "--unix-socket", self.metrics[i], "http://x/metrics",
+                      check=False).stdout
+            for line in text.splitlines():
+                if (("dropped" in line or "errors" in line) and not line.startswith("#")
+                        and not line.endswith(" 0")):
+                    out.append(f"side {i}: {line}")
+        return out
+
     def close(self):
         self.iperf.terminate()
         for p in self.procs:
@@ -142,6 +146,8 @@ def main():
                     r.update(initiator=kinds[0], responder=kinds[1],
                              direction="reverse" if reverse else "up")
                     results.append(r)
+                for d in pair.drops():
+                    print(f"  {kinds[0]} → {kinds[1]}: {d}", file=sys.stderr)
             finally:
                 pair.close()
     base = {r["direction"]: r["gbit"] for r in results if r["initiator"] == r["responder"] == "wireguard-go"}

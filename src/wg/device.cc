@@ -241,20 +241,27 @@ class Device::Impl {
       return drop(Drop::kBadHandshake);
     }
     addMacs(p, out, kResponseMacOffset);
-    Secret send_key, recv_key;
-    uint32_t remote_index = p.hs.remote_index;
-    deriveTransportKeys(p.hs, false, &send_key, &recv_key);
-    auto kp = std::make_unique<Keypair>(send_key, recv_key);
-    kp->local_index = index;
-    kp->remote_index = remote_index;
-    kp->created = now;
-    kp->initiator = false;
+    auto kp = deriveKeypair(p.hs, /*initiator=*/false, index, now);
     indices_[index] = Entry{&p, kp.get()};
     installNext(p, std::move(kp));
     sessionDerived(p);
     transmit(p, {out, sizeof(out)});
     counters_.responses_sent++;
     anyAuthenticatedPacketSent(p);
+  }
+
+  // The transport keypair from a finished handshake (which is wiped by the derivation).
+  static std::unique_ptr<Keypair> deriveKeypair(Handshake& hs, bool initiator,
+                                                uint32_t local_index, MonoTime now) {
+    Secret send_key, recv_key;
+    uint32_t remote_index = hs.remote_index;
+    deriveTransportKeys(hs, initiator, &send_key, &recv_key);
+    auto kp = std::make_unique<Keypair>(send_key, recv_key);
+    kp->local_index = local_index;
+    kp->remote_index = remote_index;
+    kp->created = now;
+    kp->initiator = initiator;
+    return kp;
   }
 
   void receiveResponse(const Endpoint& from, const uint8_t* msg) {
@@ -269,14 +276,7 @@ class Device::Impl {
     if (!consumeResponse(id_, p.remote, p.hs, msg)) return drop(Drop::kBadHandshake);
     counters_.responses_received++;
     MonoTime now = clock_.now();
-    Secret send_key, recv_key;
-    uint32_t remote_index = p.hs.remote_index;
-    deriveTransportKeys(p.hs, true, &send_key, &recv_key);
-    auto kp = std::make_unique<Keypair>(send_key, recv_key);
-    kp->local_index = receiver;
-    kp->remote_index = remote_index;
-    kp->created = now;
-    kp->initiator = true;
+    auto kp = deriveKeypair(p.hs, /*initiator=*/true, receiver, now);
     it->second.keypair = kp.get();
     installCurrent(p, std::move(kp));
     p.endpoint = from;

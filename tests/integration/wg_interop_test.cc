@@ -5,9 +5,7 @@
 // fd7a:115c:a1e0:77::/64: nothing leaves the namespaces.
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -37,29 +35,7 @@ std::string overlay6(int side) { return side == 0 ? "fd7a:115c:a1e0:77::1" : "fd
 // value of a repeated key wins, fine for one peer).
 std::map<std::string, std::string> uapi(const std::string& path, const std::string& request) {
   std::map<std::string, std::string> out;
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    ::close(fd);
-    return out;
-  }
-  std::string req = request + "\n\n";
-  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return out;
-  }
-  std::string text;
-  char buf[4096];
-  while (text.find("\n\n") == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string text = unixRoundTrip(path, request + "\n\n", "\n\n");
   size_t pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);

@@ -32,6 +32,11 @@ bool pathExists(const std::string& path);
 void writeText(const std::string& path, const std::string& text);
 // A random token suitable for configs (32 hex chars).
 std::string randomHex(size_t bytes = 16);
+// Connects to a unix stream socket, sends `request`, and reads until `terminator` appears in
+// the answer, the peer closes, or `timeout` passes. "" when it cannot connect.
+std::string unixRoundTrip(const std::string& path, const std::string& request,
+                          const std::string& terminator,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
 // Scales test deadlines for slow builds (sanitizers): WSA_TEST_TIMEOUT_SCALE.
 std::chrono::milliseconds scaled(std::chrono::milliseconds d);
 

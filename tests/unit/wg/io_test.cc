@@ -194,33 +194,9 @@ TEST_F(WgUapiTest, BadInputGetsEinvalAndAClearReason) {
   }
 }
 
-// A request on the configuration socket; reads until the blank line (or EOF).
+// A request on the configuration socket; the answer up to the blank line (or EOF).
 std::string request(const std::string& path, const std::string& text) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    ::close(fd);
-    return "connect failed";
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::send(fd, text.data() + off, text.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  std::string out;
-  char buf[4096];
-  while (out.find("\n\n") == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
+  return test::unixRoundTrip(path, text, "\n\n");
 }
 
 TEST_F(WgUapiTest, SocketServesGetSetAndCountersAndIsOwnerOnly) {
