@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
   app.add_option("--uapi-dir", uapi_dir, "Directory of the configuration socket")
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
-                 "Serve Prometheus metrics on this address (host:port), e.g. 127.0.0.1:2114");
+                 "Serve Prometheus metrics on this address (host:port or unix:PATH), "
+                 "e.g. 127.0.0.1:2114");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
