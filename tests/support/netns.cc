@@ -7,11 +7,20 @@
 namespace wsa::test {
 
 std::string netnsUnavailableReason() {
-  if (::geteuid() != 0) return "needs root to create network namespaces";
-  if (!pathExists("/dev/net/tun")) return "no /dev/net/tun";
-  auto r = run({"ip", "netns", "list"}, std::chrono::seconds(5));
-  if (r.code != 0) return "`ip netns` does not work: " + r.output;
-  return {};
+  // Probed once per process by doing what the tests do: a namespace with a TUN device in it.
+  static const std::string reason = [] () -> std::string {
+    if (::geteuid() != 0) return "needs root to create network namespaces";
+    if (!pathExists("/dev/net/tun")) return "no /dev/net/tun";
+    std::string ns = "wsa-probe" + std::to_string(::getpid());
+    auto add = run({"ip", "netns", "add", ns}, std::chrono::seconds(10));
+    if (add.code != 0) return "cannot create a network namespace: " + add.output;
+    auto tun = run({"ip", "-n", ns, "tuntap", "add", "dev", "wsaprobe", "mode", "tun"},
+                   std::chrono::seconds(10));
+    run({"ip", "netns", "del", ns}, std::chrono::seconds(10));
+    if (tun.code != 0) return "cannot create a TUN device in a network namespace: " + tun.output;
+    return {};
+  }();
+  return reason;
 }
 
 NetnsPair::NetnsPair(const std::string& tag) : tag_(tag) {
