@@ -20,6 +20,10 @@ class AsioStream final : public ByteStream {
   void asyncWrite(const void* data, std::size_t size, IoHandler handler) override {
     asio::async_write(socket_, asio::buffer(data, size), std::move(handler));
   }
+  void shutdownWrite() override {
+    std::error_code ec;
+    socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  }
   void close() override {
     std::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_both, ec);

@@ -20,6 +20,8 @@ class ByteStream {
   virtual void asyncReadSome(void* data, std::size_t size, IoHandler handler) = 0;
   // Writes all bytes (or fails). The buffer must stay valid until the handler runs.
   virtual void asyncWrite(const void* data, std::size_t size, IoHandler handler) = 0;
+  // Ends our direction (TCP FIN); call it after the last write has completed. Reading goes on.
+  virtual void shutdownWrite() = 0;
   virtual void close() = 0;
   // "ip:port", "[ip6]:port" or "unix" — for logs and audit.
   virtual std::string remoteAddress() const = 0;

@@ -1,0 +1,698 @@
+#include "netstack/netstack.h"
+
+#include <sodium.h>
+
+#include <asio/error.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+
+#include "lwip/init.h"
+#include "lwip/ip.h"
+#include "lwip/ip_addr.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/sys.h"
+#include "lwip/tcp.h"
+#include "lwip/timeouts.h"
+#include "wsa_lwip_hooks.h"
+
+// --- what lwIP needs from its platform ----------------------------------------------------------
+
+extern "C" {
+
+u32_t sys_now(void) {
+  using namespace std::chrono;
+  return static_cast<u32_t>(
+      duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+unsigned int wsa_lwip_rand(void) { return randombytes_random(); }
+
+void wsa_lwip_assert(const char* message, const char* file, int line) {
+  std::fprintf(stderr, "lwIP assertion failed: %s (%s:%d)\n", message, file, line);
+  std::abort();
+}
+
+// Initial sequence numbers are random (not guessable by another peer).
+u32_t wsa_lwip_tcp_isn(const ip_addr_t*, u16_t, const ip_addr_t*, u16_t) {
+  return randombytes_random();
+}
+
+}  // extern "C"
+
+namespace wsa::netstack {
+
+namespace {
+
+Netstack::Impl* g_instance = nullptr;
+
+std::string formatEndpoint(const ip_addr_t& addr, uint16_t port) {
+  char buf[IPADDR_STRLEN_MAX];
+  ipaddr_ntoa_r(&addr, buf, sizeof(buf));
+  for (char* c = buf; *c != '\0'; ++c) *c = static_cast<char>(std::tolower(*c));  // lwIP: "FD7A::
+  if (IP_IS_V6_VAL(addr)) return "[" + std::string(buf) + "]:" + std::to_string(port);
+  return std::string(buf) + ":" + std::to_string(port);
+}
+
+std::error_code errorFromLwip(err_t err) {
+  switch (err) {
+    case ERR_RST: return asio::error::connection_reset;
+    case ERR_ABRT: return asio::error::connection_aborted;
+    case ERR_CLSD: return asio::error::broken_pipe;
+    case ERR_TIMEOUT: return asio::error::timed_out;
+    case ERR_RTE: return asio::error::network_unreachable;
+    case ERR_MEM: return asio::error::no_buffer_space;
+    default: return asio::error::connection_aborted;
+  }
+}
+
+}  // namespace
+
+struct Conn;
+
+class Netstack::Impl {
+ public:
+  Impl(asio::io_context& io, Options o, Output out)
+      : io_(io), opts_(std::move(o)), output_(std::move(out)), timer_(io) {}
+
+  struct Listener {
+    Impl* stack;
+    tcp_pcb* pcb;
+    uint16_t port;
+    bool forwarded;
+    Accept on_accept;
+  };
+
+  // --- packets ---
+
+  static err_t emit(netif* n, pbuf* p) {
+    auto* self = static_cast<Impl*>(n->state);
+    self->out_buf_.resize(p->tot_len);
+    pbuf_copy_partial(p, self->out_buf_.data(), p->tot_len, 0);
+    self->stats_.tx_packets++;
+    self->output_({self->out_buf_.data(), self->out_buf_.size()});
+    return ERR_OK;
+  }
+  static err_t outputV4(netif* n, pbuf* p, const ip4_addr_t*) { return emit(n, p); }
+  static err_t outputV6(netif* n, pbuf* p, const ip6_addr_t*) { return emit(n, p); }
+
+  static err_t netifInit(netif* n) {
+    auto* self = static_cast<Impl*>(n->state);
+    n->name[0] = 'o';
+    n->name[1] = 'v';
+    n->output = outputV4;
+    n->output_ip6 = outputV6;
+    n->mtu = self->opts_.mtu;
+    n->flags = 0;  // point-to-point: no ARP, no broadcast
+    return ERR_OK;
+  }
+
+  void input(std::span<const uint8_t> pkt) {
+    int version = pkt.empty() ? 0 : pkt[0] >> 4;
+    if (pkt.size() > 0xffff || !((version == 4 && pkt.size() >= 20) ||
+                                 (version == 6 && pkt.size() >= 40))) {
+      stats_.rx_invalid++;
+      return;
+    }
+    maybeForward(pkt);
+    pbuf* p = pbuf_alloc(PBUF_RAW, static_cast<u16_t>(pkt.size()), PBUF_RAM);
+    if (p == nullptr) {
+      stats_.rx_invalid++;
+      return;
+    }
+    std::memcpy(p->payload, pkt.data(), pkt.size());
+    stats_.rx_packets++;
+    if (nif_.input(p, &nif_) != ERR_OK) {
+      pbuf_free(p);
+      stats_.rx_invalid++;
+    }
+    kick();
+  }
+
+  // A SYN for one of our addresses, to a port nobody listens on: open a listener for the
+  // forwarder first, so lwIP accepts it instead of answering with a reset.
+  void maybeForward(std::span<const uint8_t> pkt) {
+    if (!forwarder_) return;
+    size_t tcp_off = 0;
+    int version = pkt[0] >> 4;
+    if (version == 4) {
+      if (pkt.size() < 20 || pkt[9] != 6) return;
+      tcp_off = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+      ip4_addr_t dst;
+      std::memcpy(&dst.addr, &pkt[16], 4);
+      if (!ip4_addr_cmp(&dst, netif_ip4_addr(&nif_))) return;
+    } else if (version == 6) {
+      if (pkt.size() < 40 || pkt[6] != 6) return;  // TCP right after the fixed header only
+      tcp_off = 40;
+      bool ours = false;
+      for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
+        if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif_, i))) continue;
+        ours = ours || std::memcmp(&pkt[24], netif_ip6_addr(&nif_, i)->addr, 16) == 0;
+      }
+      if (!ours) return;
+    } else {
+      return;
+    }
+    if (pkt.size() < tcp_off + 20) return;
+    uint8_t flags = pkt[tcp_off + 13];
+    if ((flags & 0x02) == 0 || (flags & 0x10) != 0) return;  // SYN without ACK
+    uint16_t port = static_cast<uint16_t>(pkt[tcp_off + 2] << 8 | pkt[tcp_off + 3]);
+    if (listeners_.count(port) != 0) return;
+    if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+      stats_.forwarded_ports_refused++;
+      return;
+    }
+    if (openListener(port, forwarder_, true)) forwarded_ports_++;
+  }
+
+  // --- timers ---
+
+  void kick() {
+    u32_t sleep = sys_timeouts_sleeptime();
+    if (sleep == SYS_TIMEOUTS_SLEEPTIME_INFINITE) return;
+    auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(sleep);
+    if (timer_armed_ && timer_at_ <= at) return;
+    timer_armed_ = true;
+    timer_at_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([this, alive = alive_](std::error_code ec) {
+      if (ec || !*alive) return;
+      timer_armed_ = false;
+      sys_check_timeouts();
+      kick();
+    });
+  }
+
+  // --- listeners ---
+
+  Status openListener(uint16_t port, Accept cb, bool forwarded) {
+    tcp_pcb* pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
+    if (pcb == nullptr) return makeError("out of memory for a TCP listener");
+    ip_set_option(pcb, SOF_REUSEADDR);
+    if (err_t e = tcp_bind(pcb, IP_ANY_TYPE, port); e != ERR_OK) {
+      tcp_close(pcb);
+      return makeError("TCP port " + std::to_string(port) + " of the overlay is already in use");
+    }
+    err_t err = ERR_OK;
+    tcp_pcb* lpcb = tcp_listen_with_backlog_and_err(pcb, TCP_DEFAULT_LISTEN_BACKLOG, &err);
+    if (lpcb == nullptr) {
+      tcp_close(pcb);
+      return makeError("listen on overlay TCP port " + std::to_string(port) + " failed");
+    }
+    auto l = std::make_unique<Listener>(Listener{this, lpcb, port, forwarded, std::move(cb)});
+    tcp_arg(lpcb, l.get());
+    tcp_accept(lpcb, onAccept);
+    listeners_[port] = std::move(l);
+    return {};
+  }
+
+  void closeListener(uint16_t port) {
+    auto it = listeners_.find(port);
+    if (it == listeners_.end()) return;
+    tcp_arg(it->second->pcb, nullptr);
+    tcp_accept(it->second->pcb, nullptr);
+    tcp_close(it->second->pcb);
+    if (it->second->forwarded) forwarded_ports_--;
+    listeners_.erase(it);
+  }
+
+  static err_t onAccept(void* arg, tcp_pcb* pcb, err_t err);
+
+  // --- connections ---
+
+  void connectionStarted() { live_++; }
+  void connectionEnded(bool with_error) {
+    live_--;
+    if (with_error) stats_.tcp_errors++;
+  }
+
+  const Stats& stats() {
+    stats_.connections = live_;
+    stats_.forwarded_ports = forwarded_ports_;
+    stats_.buffered_rx_bytes = buffered_rx_;
+    return stats_;
+  }
+
+  void dial(const std::string& address, uint16_t port, Dialed done);
+  std::shared_ptr<Conn> takeDialing(Conn* c) {
+    for (auto it = dialing_.begin(); it != dialing_.end(); ++it) {
+      if (it->get() == c) {
+        auto keep = std::move(*it);
+        dialing_.erase(it);
+        return keep;
+      }
+    }
+    return nullptr;
+  }
+
+  asio::io_context& io_;
+  Options opts_;
+  Output output_;
+  netif nif_{};
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  std::chrono::steady_clock::time_point timer_at_;
+  std::map<uint16_t, std::unique_ptr<Listener>> listeners_;
+  Accept forwarder_;
+  size_t forwarded_ports_ = 0;
+  size_t live_ = 0;
+  size_t buffered_rx_ = 0;
+  Stats stats_;
+  std::set<Conn*> conns_;
+  std::vector<std::shared_ptr<Conn>> dialing_;  // connections being dialed (no stream yet)
+  std::vector<uint8_t> out_buf_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// One TCP connection, shared by its ByteStream and lwIP's callbacks (tcp_arg).
+struct Conn {
+  Conn(Netstack::Impl* s, tcp_pcb* p) : stack(s), io(s->io_), pcb(p) {}
+
+  Netstack::Impl* stack;  // null once the stack is gone
+  asio::io_context& io;
+  tcp_pcb* pcb;           // null once closed, reset or aborted
+  std::deque<pbuf*> rx;   // received chains, in order
+  size_t rx_front_off = 0;
+  size_t rx_len = 0;
+  bool rx_eof = false;
+  std::error_code error;
+  bool closed = false;
+  bool shutdown_pending = false;
+  std::string remote;
+
+  void* rd_data = nullptr;
+  size_t rd_size = 0;
+  net::ByteStream::IoHandler rd_handler;
+  const uint8_t* wr_data = nullptr;
+  size_t wr_size = 0, wr_off = 0;
+  net::ByteStream::IoHandler wr_handler;
+  Netstack::Dialed dialed;  // while a dial is in progress
+
+  void complete(net::ByteStream::IoHandler& h, std::error_code ec, size_t n) {
+    asio::post(io, [h = std::move(h), ec, n] { h(ec, n); });
+    h = nullptr;
+  }
+
+  void attach() {
+    tcp_arg(pcb, this);
+    tcp_recv(pcb, onRecv);
+    tcp_sent(pcb, onSent);
+    tcp_err(pcb, onErr);
+    tcp_nagle_disable(pcb);
+  }
+
+  void detach() {
+    tcp_arg(pcb, nullptr);
+    tcp_recv(pcb, nullptr);
+    tcp_sent(pcb, nullptr);
+    tcp_err(pcb, nullptr);
+  }
+
+  void tryRead() {
+    if (!rd_handler) return;
+    if (rx_len > 0 && rd_size > 0) {
+      size_t n = std::min(rd_size, rx_len);
+      size_t done = 0;
+      auto* out = static_cast<uint8_t*>(rd_data);
+      while (done < n) {
+        pbuf* p = rx.front();
+        size_t avail = p->tot_len - rx_front_off;
+        size_t chunk = std::min(avail, n - done);
+        pbuf_copy_partial(p, out + done, static_cast<u16_t>(chunk),
+                          static_cast<u16_t>(rx_front_off));
+        done += chunk;
+        rx_front_off += chunk;
+        if (rx_front_off == p->tot_len) {
+          pbuf_free(p);
+          rx.pop_front();
+          rx_front_off = 0;
+        }
+      }
+      rx_len -= n;
+      if (stack != nullptr) stack->buffered_rx_ -= n;
+      // The window opens only as the application reads: lwIP's buffering is the bound.
+      for (size_t left = n; pcb != nullptr && left > 0;) {
+        auto step = static_cast<u16_t>(std::min<size_t>(left, 0xffff));
+        tcp_recved(pcb, step);
+        left -= step;
+      }
+      complete(rd_handler, {}, n);
+    } else if (rx_len == 0 && error) {
+      complete(rd_handler, error, 0);
+    } else if (rx_len == 0 && rx_eof) {
+      complete(rd_handler, asio::error::eof, 0);
+    }
+  }
+
+  void tryWrite() {
+    if (!wr_handler) return;
+    if (pcb == nullptr) {
+      complete(wr_handler, error ? error : asio::error::broken_pipe, wr_off);
+      return;
+    }
+    while (wr_off < wr_size) {
+      size_t room = tcp_sndbuf(pcb);
+      if (room == 0) break;
+      size_t n = std::min({room, wr_size - wr_off, size_t{0xffff}});
+      u8_t flags = TCP_WRITE_FLAG_COPY | (wr_off + n < wr_size ? TCP_WRITE_FLAG_MORE : 0);
+      err_t e = tcp_write(pcb, wr_data + wr_off, static_cast<u16_t>(n), flags);
+      if (e == ERR_MEM) break;  // the send queue is full: on_sent continues
+      if (e != ERR_OK) {
+        complete(wr_handler, errorFromLwip(e), wr_off);
+        return;
+      }
+      wr_off += n;
+    }
+    tcp_output(pcb);
+    if (wr_off == wr_size) {
+      complete(wr_handler, {}, wr_size);
+      if (shutdown_pending) {
+        shutdown_pending = false;
+        tcp_shutdown(pcb, 0, 1);
+      }
+    }
+  }
+
+  // The pcb is gone (reset, aborted) or we give it up.
+  void lost(std::error_code ec) {
+    pcb = nullptr;
+    if (!error) error = ec;
+    if (stack != nullptr) stack->connectionEnded(true);
+    if (dialed) {
+      auto d = std::move(dialed);
+      dialed = nullptr;
+      std::shared_ptr<Conn> keep;  // released on the loop, not while `this` is running
+      if (stack != nullptr) keep = stack->takeDialing(this);
+      closed = true;
+      if (stack != nullptr) stack->conns_.erase(this);
+      asio::post(io, [d = std::move(d), ec, keep] {
+        d(makeError("TCP connect over the overlay failed: " + ec.message()));
+      });
+      return;
+    }
+    tryRead();
+    tryWrite();
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    if (pcb != nullptr) {
+      detach();
+      if (tcp_close(pcb) != ERR_OK) tcp_abort(pcb);
+      pcb = nullptr;
+      if (stack != nullptr) stack->connectionEnded(false);
+    }
+    for (pbuf* p : rx) pbuf_free(p);
+    rx.clear();
+    if (stack != nullptr) stack->buffered_rx_ -= rx_len;
+    rx_len = 0;
+    if (rd_handler) complete(rd_handler, asio::error::operation_aborted, 0);
+    if (wr_handler) complete(wr_handler, asio::error::operation_aborted, wr_off);
+    if (stack != nullptr) {
+      stack->conns_.erase(this);
+      stack->kick();
+    }
+  }
+
+  static err_t onRecv(void* arg, tcp_pcb* pcb, pbuf* p, err_t) {
+    auto* c = static_cast<Conn*>(arg);
+    if (c == nullptr) {
+      if (p != nullptr) {
+        tcp_recved(pcb, p->tot_len);
+        pbuf_free(p);
+      }
+      return ERR_OK;
+    }
+    if (p == nullptr) {
+      c->rx_eof = true;
+    } else {
+      c->rx.push_back(p);
+      c->rx_len += p->tot_len;
+      if (c->stack != nullptr) c->stack->buffered_rx_ += p->tot_len;
+    }
+    c->tryRead();
+    return ERR_OK;
+  }
+
+  static err_t onSent(void* arg, tcp_pcb*, u16_t) {
+    if (auto* c = static_cast<Conn*>(arg)) c->tryWrite();
+    return ERR_OK;
+  }
+
+  static void onErr(void* arg, err_t err) {
+    if (auto* c = static_cast<Conn*>(arg)) c->lost(errorFromLwip(err));
+  }
+
+  static err_t onConnected(void* arg, tcp_pcb* pcb, err_t err);
+};
+
+class Stream final : public net::ByteStream {
+ public:
+  explicit Stream(std::shared_ptr<Conn> c) : c_(std::move(c)) {}
+  ~Stream() override { c_->close(); }
+
+  void asyncReadSome(void* data, std::size_t size, IoHandler handler) override {
+    if (c_->closed) {
+      asio::post(c_->io, [h = std::move(handler)] { h(asio::error::operation_aborted, 0); });
+      return;
+    }
+    c_->rd_data = data;
+    c_->rd_size = size;
+    c_->rd_handler = std::move(handler);
+    if (size == 0) {
+      c_->complete(c_->rd_handler, {}, 0);
+      return;
+    }
+    c_->tryRead();
+    if (c_->stack != nullptr) c_->stack->kick();
+  }
+
+  void asyncWrite(const void* data, std::size_t size, IoHandler handler) override {
+    if (c_->closed) {
+      asio::post(c_->io, [h = std::move(handler)] { h(asio::error::operation_aborted, 0); });
+      return;
+    }
+    c_->wr_data = static_cast<const uint8_t*>(data);
+    c_->wr_size = size;
+    c_->wr_off = 0;
+    c_->wr_handler = std::move(handler);
+    c_->tryWrite();
+    if (c_->stack != nullptr) c_->stack->kick();
+  }
+
+  void shutdownWrite() override {
+    if (c_->closed || c_->pcb == nullptr) return;
+    if (c_->wr_handler) {
+      c_->shutdown_pending = true;
+      return;
+    }
+    tcp_shutdown(c_->pcb, 0, 1);
+    if (c_->stack != nullptr) c_->stack->kick();
+  }
+
+  void close() override { c_->close(); }
+  std::string remoteAddress() const override { return c_->remote; }
+
+ private:
+  std::shared_ptr<Conn> c_;
+};
+
+err_t Netstack::Impl::onAccept(void* arg, tcp_pcb* pcb, err_t err) {
+  auto* l = static_cast<Listener*>(arg);
+  if (l == nullptr || err != ERR_OK || pcb == nullptr) return ERR_VAL;
+  Impl* self = l->stack;
+  if (self->live_ >= self->opts_.max_connections) {
+    self->stats_.tcp_refused++;
+    tcp_abort(pcb);
+    return ERR_ABRT;
+  }
+  auto conn = std::make_shared<Conn>(self, pcb);
+  conn->remote = formatEndpoint(pcb->remote_ip, pcb->remote_port);
+  conn->attach();
+  self->conns_.insert(conn.get());
+  self->connectionStarted();
+  self->stats_.tcp_accepted++;
+  ConnectionInfo info{conn->remote, formatEndpoint(pcb->local_ip, pcb->local_port),
+                      pcb->local_port};
+  auto stream = std::make_unique<Stream>(conn);
+  // Hand it over from the loop, not from inside lwIP's input processing.
+  asio::post(self->io_, [cb = l->on_accept, s = std::move(stream), info]() mutable {
+    cb(std::move(s), info);
+  });
+  return ERR_OK;
+}
+
+err_t Conn::onConnected(void* arg, tcp_pcb*, err_t err) {
+  auto* c = static_cast<Conn*>(arg);
+  if (c == nullptr || !c->dialed) return ERR_OK;
+  auto d = std::move(c->dialed);
+  c->dialed = nullptr;
+  if (err != ERR_OK) {  // lwIP 2.1 reports failures through the error callback; be safe anyway
+    c->dialed = std::move(d);
+    c->detach();
+    tcp_abort(c->pcb);
+    c->lost(errorFromLwip(err));
+    return ERR_ABRT;
+  }
+  c->stack->stats_.tcp_dialed++;
+  // The stream takes over the connection the dial kept alive.
+  net::ByteStreamPtr s = std::make_unique<Stream>(c->stack->takeDialing(c));
+  asio::post(c->io, [d = std::move(d), s = std::move(s)]() mutable { d(std::move(s)); });
+  return ERR_OK;
+}
+
+void Netstack::Impl::dial(const std::string& address, uint16_t port, Dialed done) {
+  ip_addr_t addr;
+  if (ipaddr_aton(address.c_str(), &addr) == 0) {
+    asio::post(io_, [done = std::move(done), address] {
+      done(makeError("\"" + address + "\" is not an IP address"));
+    });
+    return;
+  }
+  if (live_ >= opts_.max_connections) {
+    stats_.tcp_refused++;
+    asio::post(io_, [done = std::move(done), n = opts_.max_connections] {
+      done(makeError("too many overlay TCP connections (" + std::to_string(n) + ")"));
+    });
+    return;
+  }
+  tcp_pcb* pcb = tcp_new_ip_type(IP_GET_TYPE(&addr));
+  if (pcb == nullptr) {
+    asio::post(io_, [done = std::move(done)] { done(makeError("out of memory for a TCP connection")); });
+    return;
+  }
+  auto conn = std::make_shared<Conn>(this, pcb);
+  conn->remote = formatEndpoint(addr, port);
+  conn->dialed = std::move(done);
+  conn->attach();
+  conns_.insert(conn.get());
+  dialing_.push_back(conn);
+  connectionStarted();
+  if (err_t e = tcp_connect(pcb, &addr, port, Conn::onConnected); e != ERR_OK) {
+    conn->detach();
+    tcp_abort(pcb);
+    conn->lost(errorFromLwip(e));
+  }
+  kick();
+}
+
+// --- Netstack -----------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Netstack>> Netstack::create(asio::io_context& io, Options options,
+                                                   Output output) {
+  if (g_instance != nullptr) {
+    return makeError("a userspace network stack already exists in this process (lwIP is global)");
+  }
+  if (options.addresses.empty()) return makeError("the network stack needs at least one address");
+  ip4_addr_t v4{};
+  std::vector<ip6_addr_t> v6;
+  bool have_v4 = false;
+  for (const auto& a : options.addresses) {
+    ip_addr_t addr;
+    if (ipaddr_aton(a.c_str(), &addr) == 0) return makeError("\"" + a + "\" is not an IP address");
+    if (IP_IS_V4(&addr)) {
+      if (have_v4) return makeError("at most one IPv4 address (" + a + ")");
+      v4 = *ip_2_ip4(&addr);
+      have_v4 = true;
+    } else {
+      if (v6.size() >= LWIP_IPV6_NUM_ADDRESSES) {
+        return makeError("at most " + std::to_string(LWIP_IPV6_NUM_ADDRESSES) + " IPv6 addresses");
+      }
+      v6.push_back(*ip_2_ip6(&addr));
+    }
+  }
+  if (sodium_init() < 0) return makeError("libsodium failed to initialise");
+  static bool lwip_ready = false;
+  if (!lwip_ready) {
+    lwip_init();
+    lwip_ready = true;
+  }
+  std::unique_ptr<Netstack> n(new Netstack());
+  n->impl_ = std::make_unique<Impl>(io, std::move(options), std::move(output));
+  Impl* impl = n->impl_.get();
+  ip4_addr_t mask, gw;
+  IP4_ADDR(&mask, 255, 255, 255, 255);
+  ip4_addr_set_zero(&gw);
+  if (netif_add(&impl->nif_, &v4, &mask, &gw, impl, Impl::netifInit, ip_input) == nullptr) {
+    return makeError("lwIP refused the overlay interface");
+  }
+  for (size_t i = 0; i < v6.size(); ++i) {
+    netif_ip6_addr_set(&impl->nif_, static_cast<s8_t>(i), &v6[i]);
+    netif_ip6_addr_set_state(&impl->nif_, static_cast<s8_t>(i), IP6_ADDR_PREFERRED);
+  }
+  netif_set_default(&impl->nif_);
+  netif_set_link_up(&impl->nif_);
+  netif_set_up(&impl->nif_);
+  g_instance = impl;
+  return n;
+}
+
+Netstack::~Netstack() {
+  if (!impl_) return;
+  Impl* s = impl_.get();
+  *s->alive_ = false;
+  s->timer_.cancel();
+  // Connections end with an error for their streams; the streams may outlive the stack.
+  std::vector<Conn*> conns(s->conns_.begin(), s->conns_.end());
+  for (Conn* c : conns) {
+    if (c->pcb != nullptr) {
+      tcp_pcb* pcb = c->pcb;
+      c->detach();
+      tcp_abort(pcb);
+      c->lost(asio::error::shut_down);
+    }
+    c->stack = nullptr;
+  }
+  s->conns_.clear();
+  std::vector<uint16_t> ports;
+  for (auto& [port, l] : s->listeners_) ports.push_back(port);
+  for (uint16_t p : ports) s->closeListener(p);
+  netif_set_down(&s->nif_);
+  netif_remove(&s->nif_);
+  g_instance = nullptr;
+}
+
+void Netstack::input(std::span<const uint8_t> ip_packet) { impl_->input(ip_packet); }
+
+Status Netstack::listen(uint16_t port, Accept on_accept) {
+  auto it = impl_->listeners_.find(port);
+  if (it != impl_->listeners_.end()) {
+    if (!it->second->forwarded) {
+      return makeError("overlay TCP port " + std::to_string(port) + " already has a listener");
+    }
+    impl_->closeListener(port);  // a specific listener replaces the forwarder's
+  }
+  auto st = impl_->openListener(port, std::move(on_accept), false);
+  impl_->kick();
+  return st;
+}
+
+void Netstack::unlisten(uint16_t port) { impl_->closeListener(port); }
+
+void Netstack::setForwarder(Accept on_accept) {
+  impl_->forwarder_ = std::move(on_accept);
+  if (!impl_->forwarder_) {
+    std::vector<uint16_t> ports;
+    for (auto& [port, l] : impl_->listeners_) {
+      if (l->forwarded) ports.push_back(port);
+    }
+    for (uint16_t p : ports) impl_->closeListener(p);
+  }
+}
+
+void Netstack::dial(const std::string& address, uint16_t port, Dialed done) {
+  impl_->dial(address, port, std::move(done));
+}
+
+const Stats& Netstack::stats() const { return impl_->stats(); }
+
+}  // namespace wsa::netstack
