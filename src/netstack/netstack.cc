@@ -402,12 +402,12 @@ struct Conn {
     tryWrite();
   }
 
-  void close() {
+  void close(bool reset = false) {
     if (closed) return;
     closed = true;
     if (pcb != nullptr) {
       detach();
-      if (tcp_close(pcb) != ERR_OK) tcp_abort(pcb);
+      if (reset || tcp_close(pcb) != ERR_OK) tcp_abort(pcb);
       pcb = nullptr;
       if (stack != nullptr) stack->connectionEnded(false);
     }
@@ -500,6 +500,7 @@ class Stream final : public net::ByteStream {
   }
 
   void close() override { c_->close(); }
+  void abort() override { c_->close(/*reset=*/true); }
   std::string remoteAddress() const override { return c_->remote; }
 
  private:

@@ -22,6 +22,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "netstack/forward.h"
+#include "netstack/netstack.h"
 #include "wg/device.h"
 #include "wg/metrics.h"
 #include "wg/tun.h"
@@ -34,8 +36,17 @@
 
 namespace {
 
-int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
-        const std::string& metrics_listen) {
+struct Config {
+  std::string ifname;
+  int mtu = 1420;
+  std::string uapi_dir = "/var/run/wireguard";
+  std::string metrics_listen;
+  std::vector<std::string> netstack;  // addresses: userspace TCP/IP instead of a TUN interface
+};
+
+int run(const Config& cfg) {
+  const std::string& ifname = cfg.ifname;
+  const int mtu = cfg.mtu;
   using namespace wsa;
   auto log = logging::get("wsa-wg");
   asio::io_context io(1);
@@ -43,6 +54,7 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
 
   std::unique_ptr<wg::UdpBind> udp;
   std::unique_ptr<wg::Tun> tun;
+  std::unique_ptr<netstack::Netstack> stack;
   wg::DeviceOptions dopts;
   dopts.mtu = static_cast<size_t>(mtu);
   wg::Device device(*clock, dopts,
@@ -53,6 +65,7 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
                         },
                         .deliver = [&](std::span<const uint8_t> p) {
                           if (tun) tun->write(p);
+                          if (stack) stack->input(p);
                         },
                     });
 
@@ -60,18 +73,38 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
     device.receive(from, d);
   };
   int exit_code = 0;
-  auto t = wg::Tun::open(
-      io, ifname, mtu, [&](std::span<const uint8_t> p) { device.send(p); },
-      [&](const std::string& error) {
-        log->error("{}: {}; exiting", ifname, error);
-        exit_code = 1;
-        io.stop();
-      });
-  if (!t) {
-    std::cerr << "wsa-wg: " << t.error() << "\n";
-    return 1;
+  std::unique_ptr<netstack::LocalForwarder> forwarder;
+  if (cfg.netstack.empty()) {
+    auto t = wg::Tun::open(
+        io, ifname, mtu, [&](std::span<const uint8_t> p) { device.send(p); },
+        [&](const std::string& error) {
+          log->error("{}: {}; exiting", ifname, error);
+          exit_code = 1;
+          io.stop();
+        });
+    if (!t) {
+      std::cerr << "wsa-wg: " << t.error() << "\n";
+      return 1;
+    }
+    tun = std::move(*t);
+  } else {
+    // No interface: our own TCP/IP stack answers on the addresses, and every TCP port is
+    // forwarded to this machine's loopback (what the agent does for a workspace).
+    netstack::Options nopts;
+    nopts.addresses = cfg.netstack;
+    nopts.mtu = static_cast<uint16_t>(mtu);
+    auto n = netstack::Netstack::create(io, nopts,
+                                        [&](std::span<const uint8_t> p) { device.send(p); });
+    if (!n) {
+      std::cerr << "wsa-wg: --netstack: " << n.error() << "\n";
+      return 2;
+    }
+    stack = std::move(*n);
+    forwarder = std::make_unique<netstack::LocalForwarder>(io, netstack::LocalForwarder::Options{});
+    stack->setForwarder([&](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+      forwarder->forward(std::move(s), info.local_port);
+    });
   }
-  tun = std::move(*t);
 
   auto u = wg::UdpBind::open(io, 0, on_datagram);
   if (!u) {
@@ -92,19 +125,20 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
   };
 
   std::error_code ec;
-  std::filesystem::create_directories(uapi_dir, ec);
-  ::chmod(uapi_dir.c_str(), 0755);
-  std::string sock_path = uapi_dir + "/" + ifname + ".sock";
+  std::filesystem::create_directories(cfg.uapi_dir, ec);
+  ::chmod(cfg.uapi_dir.c_str(), 0755);
+  std::string sock_path = cfg.uapi_dir + "/" + ifname + ".sock";
   auto uapi = wg::UapiServer::listen(io, sock_path, device, hooks);
   if (!uapi) {
     std::cerr << "wsa-wg: " << uapi.error() << "\n";
     return 1;
   }
-  log->info("{}: up (MTU {}, UDP port {}), configure with `wg` through {}", ifname, mtu,
-            udp->port(), sock_path);
+  log->info("{}: up (MTU {}, UDP port {}, {}), configure with `wg` through {}", ifname, mtu,
+            udp->port(), stack ? "userspace TCP/IP, TCP forwarded to the loopback" : "TUN",
+            sock_path);
 
   std::unique_ptr<http::Server> metrics;
-  if (!metrics_listen.empty()) {
+  if (!cfg.metrics_listen.empty()) {
     http::Router router;
     router.addSync("GET", "/metrics", [&](http::Request&) {
       wg::MetricsSources src{&device, [&] { return udp.get(); }, [&] { return tun.get(); }};
@@ -114,7 +148,7 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
       return r;
     });
     metrics = std::make_unique<http::Server>(io, std::move(router));
-    auto b = metrics->listen(metrics_listen);
+    auto b = metrics->listen(cfg.metrics_listen);
     if (!b) {
       std::cerr << "wsa-wg: --metrics-listen: " << b.error() << "\n";
       return 1;
@@ -142,13 +176,21 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
   io.run();
 
   uapi->reset();
+  if (stack) {
+    const auto& ns = stack->stats();
+    const auto& fs = forwarder->stats();
+    log->info("{}: userspace TCP/IP: {} accepted, {} refused at the limit; forwarded {} "
+              "({} refused locally, {} bytes in, {} out)",
+              ifname, ns.tcp_accepted, ns.tcp_refused, fs.connections, fs.refused,
+              fs.bytes_to_local, fs.bytes_from_local);
+  }
   ::unlink(sock_path.c_str());
   const auto& c = device.counters();
   log->info("{}: handshakes {}, rx {} datagrams, tx {} datagrams ({} dropped at the send queue), "
             "tun rx {} tx {} ({} dropped)",
             ifname, c.handshakes_completed, udp->stats().rx_datagrams, udp->stats().tx_datagrams,
-            udp->stats().tx_dropped, tun->stats().rx_packets, tun->stats().tx_packets,
-            tun->stats().tx_dropped);
+            udp->stats().tx_dropped, tun ? tun->stats().rx_packets : 0,
+            tun ? tun->stats().tx_packets : 0, tun ? tun->stats().tx_dropped : 0);
   logging::flush();
   return exit_code;
 }
@@ -158,26 +200,36 @@ int run(const std::string& ifname, int mtu, const std::string& uapi_dir,
 int main(int argc, char** argv) {
   CLI::App app{"wsa-wg " WSA_VERSION
                " — a userspace WireGuard interface (TUN + UDP), configured with `wg`"};
-  std::string ifname, uapi_dir = "/var/run/wireguard", level = "info", metrics_listen;
-  int mtu = 1420;
+  Config cfg;
+  std::string level = "info", netstack;
   bool foreground = true;
-  app.add_option("interface", ifname, "Interface name (1 to 15 characters)")->required();
+  app.add_option("interface", cfg.ifname, "Interface name (1 to 15 characters)")->required();
   app.add_flag("-f,--foreground", foreground, "Run in the foreground (always; for wireguard-go "
                                               "compatibility)");
-  app.add_option("--mtu", mtu, "Interface MTU")->capture_default_str()->check(CLI::Range(576, 9000));
-  app.add_option("--uapi-dir", uapi_dir, "Directory of the configuration socket")
+  app.add_option("--mtu", cfg.mtu, "Interface MTU")->capture_default_str()->check(CLI::Range(576, 9000));
+  app.add_option("--uapi-dir", cfg.uapi_dir, "Directory of the configuration socket")
       ->capture_default_str();
-  app.add_option("--metrics-listen", metrics_listen,
+  app.add_option("--metrics-listen", cfg.metrics_listen,
                  "Serve Prometheus metrics on this address (host:port or unix:PATH), "
                  "e.g. 127.0.0.1:2114");
+  app.add_option("--netstack", netstack,
+                 "No TUN interface: answer on these overlay addresses (comma-separated, e.g. "
+                 "100.64.0.1,fd7a:115c:a1e0::1) with the userspace TCP/IP stack and forward "
+                 "every TCP port to this machine's loopback");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  for (size_t pos = 0; !netstack.empty() && pos <= netstack.size();) {
+    size_t comma = netstack.find(',', pos);
+    if (comma == std::string::npos) comma = netstack.size();
+    if (comma > pos) cfg.netstack.push_back(netstack.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
   wsa::logging::Options lopts;
   lopts.level = level;
   if (auto st = wsa::logging::init(lopts); !st) {
     std::cerr << "wsa-wg: " << st.error() << "\n";
     return 2;
   }
-  return run(ifname, mtu, uapi_dir, metrics_listen);
+  return run(cfg);
 }

@@ -124,11 +124,16 @@ class WgInteropTest : public ::testing::Test {
   }
 
   // Starts our engine (side 0) and wireguard-go (side 1), and waits for their sockets.
-  void startBoth() {
+  // With `netstack`, our side has no TUN interface: its userspace TCP/IP stack answers on the
+  // overlay addresses and forwards TCP to its namespace's loopback.
+  void startBoth(bool netstack = false) {
+    netstack_ = netstack;
     for (int s = 0; s < 2; ++s) {
       Process::Options o;
-      o.argv = s == 0 ? pair_->exec(0, {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
-                                         "unix:" + tmp_.file("metrics.sock"), if_[0]})
+      std::vector<std::string> ours = {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
+                                       "unix:" + tmp_.file("metrics.sock"), if_[0]};
+      if (netstack) ours.insert(ours.end() - 1, {"--netstack", overlay4(0) + "," + overlay6(0)});
+      o.argv = s == 0 ? pair_->exec(0, ours)
                       : pair_->exec(1, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", if_[1]});
       o.stdout_path = o.stderr_path = tmp_.file(std::to_string(s) + ".log");
       proc_[s] = Process::start(o);
@@ -154,6 +159,7 @@ class WgInteropTest : public ::testing::Test {
     }
     auto r = pair_->run(side, argv);
     ASSERT_EQ(r.code, 0) << r.output;
+    if (side == 0 && netstack_) return;  // no interface to configure
     for (const auto& cmd : std::vector<std::vector<std::string>>{
              {"ip", "addr", "add", overlay4(side) + "/24", "dev", if_[side]},
              {"ip", "-6", "addr", "add", overlay6(side) + "/64", "dev", if_[side], "nodad"},
@@ -200,6 +206,32 @@ class WgInteropTest : public ::testing::Test {
     t.sender = Process::start(s);
     return t;
   }
+  // Through our userspace stack: side 1 (wireguard-go) connects to our overlay address; on our
+  // side a server on the namespace's loopback (IPv4 or IPv6) receives (`upload`) or sends.
+  Transfer startForwarded(bool upload, int family, int port) {
+    Transfer t;
+    t.sum_path = tmp_.file("sum" + std::to_string(port));
+    std::string bind = family == 6 ? "TCP6-LISTEN:" + std::to_string(port) + ",bind=[::1]"
+                                   : "TCP4-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1";
+    std::string dest = (family == 6 ? "TCP6:[" + overlay6(0) + "]:" : "TCP4:" + overlay4(0) + ":") +
+                       std::to_string(port) + ",retry=200,interval=0.05";
+    Process::Options r, s;
+    t.sender_log = tmp_.file("sender" + std::to_string(port) + ".log");
+    if (upload) {
+      r.argv = pair_->exec(0, {"sh", "-c", "socat -u " + bind + ",reuseaddr - | sha256sum > " +
+                                               t.sum_path});
+      s.argv = pair_->exec(1, {"socat", "-u", "FILE:" + transferFile(), dest});
+      s.stderr_path = t.sender_log;
+    } else {
+      s.argv = pair_->exec(0, {"socat", "-u", "FILE:" + transferFile(), bind + ",reuseaddr"});
+      s.stderr_path = t.sender_log;
+      r.argv = pair_->exec(1, {"sh", "-c", "socat -u " + dest + " - | sha256sum > " + t.sum_path});
+    }
+    t.receiver = Process::start(r);
+    t.sender = Process::start(s);
+    return t;
+  }
+
   std::string finish(Transfer& t) {
     auto rc = t.sender->wait(scaled(120s));
     EXPECT_EQ(rc, std::optional<int>(0)) << readText(t.sender_log);
@@ -207,6 +239,7 @@ class WgInteropTest : public ::testing::Test {
     return readText(t.sum_path).substr(0, 64);
   }
 
+  bool netstack_ = false;
   TempDir tmp_;
   std::unique_ptr<NetnsPair> pair_;
   std::string if_[2], sock_[2], key_[2], pub_[2];
@@ -355,6 +388,36 @@ TEST_F(WgInteropTest, WrongPeerKeyOnOurSideRejectsWireguardGosInitiations) {
   EXPECT_EQ(num(c, "responses_sent"), 0u);
   EXPECT_EQ(num(c, "handshakes_completed"), 0u);
   EXPECT_EQ(num(goGet(), "last_handshake_time_sec"), 0u);
+}
+
+TEST_F(WgInteropTest, UserspaceStackAnswersPingAndForwardsTcpToTheLoopback) {
+  ASSERT_NO_FATAL_FAILURE(startBoth(/*netstack=*/true));
+  ASSERT_NO_FATAL_FAILURE(configure(0, true));
+  ASSERT_NO_FATAL_FAILURE(configure(1, true));
+  // lwIP answers pings on our overlay addresses; there is no interface on our side.
+  for (const auto& to : {overlay4(0), overlay6(0)}) {
+    auto r = ping(1, to);
+    EXPECT_EQ(r.code, 0) << "ping " << to << ":\n" << r.output;
+  }
+  EXPECT_NE(pair_->run(0, {"ip", "link", "show", if_[0]}).code, 0) << "no TUN in netstack mode";
+  std::string want = sha256Of(transferFile());
+  {
+    auto t = startForwarded(/*upload=*/true, 4, 5011);  // wireguard-go → us → 127.0.0.1
+    EXPECT_EQ(finish(t), want);
+  }
+  {
+    auto t = startForwarded(/*upload=*/false, 6, 5012);  // [::1] → us → wireguard-go
+    EXPECT_EQ(finish(t), want);
+  }
+  // A port nobody listens on: the client is reset ("connection refused" semantics), quickly.
+  auto c = pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + overlay4(0) + ":5999/"},
+                      scaled(20s));
+  EXPECT_NE(c.code, 0);
+  EXPECT_NE(c.output.find("reset"), std::string::npos) << c.output;
+  auto g = goGet();
+  EXPECT_GE(num(g, "rx_bytes"), kTransferBytes);
+  EXPECT_GE(num(g, "tx_bytes"), kTransferBytes);
+  EXPECT_EQ(num(ours(), "drop_bad_auth"), 0u);
 }
 
 }  // namespace

@@ -29,6 +29,15 @@ class AsioStream final : public ByteStream {
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
   }
+  void abort() override {
+    if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
+      std::error_code ec;
+      socket_.set_option(asio::socket_base::linger(true, 0), ec);  // close sends RST
+      socket_.close(ec);
+    } else {
+      close();
+    }
+  }
   std::string remoteAddress() const override {
     if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
       std::error_code ec;

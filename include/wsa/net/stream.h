@@ -23,6 +23,10 @@ class ByteStream {
   // Ends our direction (TCP FIN); call it after the last write has completed. Reading goes on.
   virtual void shutdownWrite() = 0;
   virtual void close() = 0;
+  // Ends the stream at once and tells the peer it failed (TCP: a reset instead of a FIN), e.g.
+  // "connection refused" for a forwarded port nobody listens on. Streams without such a signal
+  // close.
+  virtual void abort() { close(); }
   // "ip:port", "[ip6]:port" or "unix" — for logs and audit.
   virtual std::string remoteAddress() const = 0;
 };
