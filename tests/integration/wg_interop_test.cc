@@ -227,8 +227,25 @@ class WgInteropTest : public ::testing::Test {
       s.stderr_path = t.sender_log;
       r.argv = pair_->exec(1, {"sh", "-c", "socat -u " + dest + " - | sha256sum > " + t.sum_path});
     }
-    t.receiver = Process::start(r);
-    t.sender = Process::start(s);
+    // The forwarder completes the overlay handshake before it connects locally (a reset
+    // follows when nothing listens), so the local server must be up before the client starts.
+    if (upload) {
+      t.receiver = Process::start(r);
+    } else {
+      t.sender = Process::start(s);
+    }
+    bool listening = waitUntil(
+        [&] {
+          auto ss = pair_->run(0, {"ss", "-Hltn", "sport = :" + std::to_string(port)});
+          return ss.output.find("LISTEN") != std::string::npos;
+        },
+        scaled(20s), 50ms);
+    EXPECT_TRUE(listening) << "the local server in our namespace never listened";
+    if (upload) {
+      t.sender = Process::start(s);
+    } else {
+      t.receiver = Process::start(r);
+    }
     return t;
   }
 

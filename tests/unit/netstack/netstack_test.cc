@@ -306,6 +306,21 @@ TEST_F(NetstackTest, ClosingWithUnreadDataResetsThePeer) {
   ASSERT_TRUE(runUntil([&] { return failed; }));
 }
 
+TEST_F(NetstackTest, AbortResetsThePeer) {
+  net::ByteStreamPtr server;
+  ASSERT_TRUE(stack_->listen(81, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
+  auto client = dial(kV4, 81);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(runUntil([&] { return server != nullptr; }));
+  Reader r(*client);
+  r.start();
+  settle();
+  server->abort();
+  ASSERT_TRUE(runUntil([&] { return r.done; }));
+  EXPECT_EQ(r.ec, asio::error::connection_reset) << r.ec.message();
+  ASSERT_TRUE(runUntil([&] { return stack_->stats().connections == 0; }));
+}
+
 // A minimal ICMPv4 echo request from a peer in the overlay.
 std::vector<uint8_t> icmpEcho(const char* src, const char* dst) {
   std::vector<uint8_t> p(20 + 8 + 4, 0);
