@@ -5,7 +5,9 @@ Each pairing runs two WireGuard daemons in two network namespaces joined by a ve
 (underlay 198.18.253.0/24, overlay 100.64.78.0/24), as ../shared/reference/baselines-here.md
 measured wireguard-go: iperf3 through the tunnel, receiver-side rate, up (initiator → responder)
 and reverse (-R). Pairings: wireguard-go↔wireguard-go (the baseline), wsa-wg↔wireguard-go,
-wireguard-go↔wsa-wg and wsa-wg↔wsa-wg. Ratios are against the baseline of the same run, since
+wireguard-go↔wsa-wg wsa-wg↔wsa-wg, and both against wsa-wg on its userspace TCP/IP stack (no TUN: the
+iperf3 server listens on the responder's loopback and the stack forwards to it, the agent's
+data path). Ratios are against the baseline of the same run, since
 on a shared 2-core machine only ratios mean something. Needs root and a Release build
 (bench/run.sh wg builds one).
 
@@ -47,9 +49,13 @@ class Pair:
         for i in (0, 1):
             self.metrics = getattr(self, "metrics", {})
             self.metrics[i] = os.path.join(tmp, f"metrics{i}.sock")
-            cmd = ([wsa_wg, "--log-level", "warn", "--metrics-listen", "unix:" + self.metrics[i],
-                    self.ifs[i]] if kinds[i] == "wsa-wg"
-                   else ["env", "LOG_LEVEL=error", "wireguard-go", "-f", self.ifs[i]])
+            if kinds[i].startswith("wsa-wg"):
+                cmd = [wsa_wg, "--log-level", "warn", "--metrics-listen", "unix:" + self.metrics[i]]
+                if kinds[i] == "wsa-wg-netstack":
+                    cmd += ["--netstack", OVER[i]]
+                cmd.append(self.ifs[i])
+            else:
+                cmd = ["env", "LOG_LEVEL=error", "wireguard-go", "-f", self.ifs[i]]
             log = open(os.path.join(tmp, f"{kinds[i]}{i}.log"), "w")
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", NS[i]] + cmd,
                                                stdout=log, stderr=log))
@@ -69,13 +75,20 @@ class Pair:
             if i == 0:
                 args += ["endpoint", f"{UNDER[1]}:{PORTS[1]}"]
             sh("ip", "netns", "exec", NS[i], *args)
+            if kinds[i] == "wsa-wg-netstack":
+                continue  # no interface: the userspace stack answers on OVER[i]
             sh("ip", "-n", NS[i], "addr", "add", OVER[i] + "/24", "dev", self.ifs[i])
             sh("ip", "-n", NS[i], "link", "set", self.ifs[i], "up")
         sh("ip", "netns", "exec", NS[0], "ping", "-c", "1", "-W", "5", OVER[1])
-        self.iperf = subprocess.Popen(["ip", "netns", "exec", NS[1], "iperf3", "-s", "-B", OVER[1],
+        # With the userspace stack, the server listens on the loopback and the stack forwards.
+        bind = "127.0.0.1" if kinds[1] == "wsa-wg-netstack" else OVER[1]
+        self.iperf = subprocess.Popen(["ip", "netns", "exec", NS[1], "iperf3", "-s", "-B", bind,
                                        "-p", "5201"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        for _ in range(100):
+            if "LISTEN" in sh("ip", "netns", "exec", NS[1], "ss", "-Hltn", "sport = :5201").stdout:
+                break
+            time.sleep(0.05)
 
     def run(self, seconds, streams, reverse):
         t0 = [cpu_ticks(p.pid) for p in self.procs]
@@ -99,7 +112,7 @@ class Pair:
         """Non-zero drop counters of the wsa-wg sides (why a run was slow)."""
         out = []
         for i in (0, 1):
-            if self.kinds[i] != "wsa-wg":
+            if not self.kinds[i].startswith("wsa-wg"):
                 continue
             text = sh("curl", "-s", "--unix-socket", self.metrics[i], "http://x/metrics",
                       check=False).stdout
@@ -135,7 +148,8 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("wg_bench.py needs root (network namespaces, TUN)")
     pairings = [("wireguard-go", "wireguard-go"), ("wsa-wg", "wireguard-go"),
-                ("wireguard-go", "wsa-wg"), ("wsa-wg", "wsa-wg")]
+                ("wireguard-go", "wsa-wg"), ("wsa-wg", "wsa-wg"),
+                ("wireguard-go", "wsa-wg-netstack"), ("wsa-wg", "wsa-wg-netstack")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for kinds in pairings:

@@ -30,7 +30,14 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# lwIP's source for the userspace TCP/IP stack (a Debian source package, into a cache; as the
+# calling user, no root needed). Quiet when it is already there.
+fetch_sources() { "$(dirname "$0")/fetch-lwip.sh"; }
+
+if [ ${#missing[@]} -eq 0 ]; then
+  fetch_sources
+  exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -43,4 +50,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
+fetch_sources
 echo "install-deps: done" >&2
