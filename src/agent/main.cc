@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   bool block_agent_forwarding = false, block_x11_forwarding = false;
   std::string pty_listen, pty_timeout = "5m", speedtest_listen, api_listen;
   bool allow_remote_unauthenticated = false;
+  bool no_overlay = false;
+  uint16_t overlay_port = 0;
+  std::string overlay_config_socket;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -168,6 +171,17 @@ int main(int argc, char** argv) {
                  "Also serve the agent HTTP API on this address (off by default; the overlay "
                  "serves port 4). No authentication: loopback or unix only")
       ->envname("WSA_AGENT_API_LISTEN");
+  app.add_flag("--no-overlay", no_overlay,
+               "Do not join the overlay (by default the agent does when the manifest assigns "
+               "overlay addresses)")
+      ->envname("WSA_AGENT_NO_OVERLAY");
+  app.add_option("--overlay-port", overlay_port, "UDP port of the overlay (0: any)")
+      ->capture_default_str()->envname("WSA_AGENT_OVERLAY_PORT");
+  app.add_option("--overlay-config-socket", overlay_config_socket,
+                 "Serve WireGuard's configuration protocol for the overlay on this unix socket "
+                 "(`wg show`/`wg set` work on it; peers can be configured statically). Off by "
+                 "default")
+      ->envname("WSA_AGENT_OVERLAY_CONFIG_SOCKET");
   app.add_flag("--allow-remote-unauthenticated", allow_remote_unauthenticated,
                "Let --pty-listen and --api-listen use non-loopback addresses (anyone who can "
                "reach them gets a shell or the API; only behind your own access control)")
@@ -304,6 +318,9 @@ int main(int argc, char** argv) {
   scfg.speedtest_listen = speedtest_listen;
   scfg.api_listen = api_listen;
   scfg.allow_remote_unauthenticated = allow_remote_unauthenticated;
+  scfg.overlay.enabled = !no_overlay;
+  scfg.overlay.udp_port = overlay_port;
+  scfg.overlay.config_socket = overlay_config_socket;
   scfg.log_file = log_file;
   auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
   if (!services) return fail(services.error());

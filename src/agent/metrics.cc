@@ -155,14 +155,19 @@ void AgentMetrics::runHooks() {
   for (auto& h : hooks_) h();
 }
 
-std::string AgentMetrics::serialize() {
+std::vector<prometheus::MetricFamily> AgentMetrics::collect() {
   runHooks();
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  auto out = registry_->Collect();
+  for (auto& c : collectors_) {
+    for (auto& f : c()) out.push_back(std::move(f));
+  }
+  return out;
 }
 
+std::string AgentMetrics::serialize() { return prometheus::TextSerializer().Serialize(collect()); }
+
 void AgentMetrics::toStats(wsa::agent::v1::Stats* stats) {
-  runHooks();
-  for (const auto& fam : registry_->Collect()) {
+  for (const auto& fam : collect()) {
     for (const auto& m : fam.metric) {
       auto* out = stats->add_metrics();
       out->set_name(fam.name);

@@ -65,6 +65,10 @@ class AgentMetrics {
 
   // Hooks run before each scrape to refresh gauges from live state.
   void addCollectHook(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
+  // Families computed at scrape time by a component (the overlay), added to every scrape.
+  void addCollector(std::function<std::vector<prometheus::MetricFamily>()> c) {
+    collectors_.push_back(std::move(c));
+  }
   // Prometheus text exposition.
   std::string serialize();
   // Counters and gauges as Stats.metrics.
@@ -74,7 +78,9 @@ class AgentMetrics {
 
  private:
   void runHooks();
+  std::vector<prometheus::MetricFamily> collect();
   std::vector<std::function<void()>> hooks_;
+  std::vector<std::function<std::vector<prometheus::MetricFamily>()>> collectors_;
 };
 
 }  // namespace wsa::agent

@@ -2,7 +2,10 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/env.h"
@@ -11,6 +14,8 @@
 #include "wsa/common/logging.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
+#include "wsa/net/asio_stream.h"
+#include "wsa/net/splice.h"
 
 namespace wsa::agent {
 
@@ -145,6 +150,65 @@ void Services::publishContext() {
   ctx->motd_path = agent_.manifest() ? agent_.manifest()->motd_path() : "";
   ctx_ = ctx;
   ssh_->setContext(ctx);
+  maybeStartOverlay();
+}
+
+void Services::maybeStartOverlay() {
+  if (overlay_ || overlay_failed_ || !config_.overlay.enabled || !agent_.manifest()) return;
+  const auto& m = *agent_.manifest();
+  if (m.overlay_addresses().empty()) return;
+  std::vector<std::string> addrs(m.overlay_addresses().begin(), m.overlay_addresses().end());
+  auto o = Overlay::start(io_, clock_, addrs, config_.overlay,
+                          [this](uint16_t port, net::ByteStreamPtr s, std::string peer) {
+                            serveOverlay(port, std::move(s), std::move(peer));
+                          });
+  if (!o) {
+    // The agent keeps working without the overlay; the reason is in the log.
+    overlay_failed_ = true;
+    logging::get("overlay")->error("overlay not started: {}", o.error());
+    return;
+  }
+  overlay_ = std::move(*o);
+  std::weak_ptr<Overlay> weak = overlay_;
+  metrics_.addCollector([weak] {
+    auto live = weak.lock();
+    return live ? live->collectMetrics() : std::vector<prometheus::MetricFamily>{};
+  });
+}
+
+void Services::serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::string peer) {
+  if (!accepting_) {
+    stream->abort();
+    return;
+  }
+  if (port == kOverlaySshPorts[0] || port == kOverlaySshPorts[1]) {
+    // libssh serves a file descriptor on its own thread: bridge the overlay stream to one end
+    // of a socketpair and hand it the other.
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      stream->abort();
+      return;
+    }
+    asio::local::stream_protocol::socket local(io_);
+    std::error_code ec;
+    local.assign(asio::local::stream_protocol(), fds[0], ec);
+    if (ec) {
+      ::close(fds[0]);
+      ::close(fds[1]);
+      stream->abort();
+      return;
+    }
+    net::splice(std::move(stream), std::make_unique<net::UnixStream>(std::move(local)), nullptr);
+    ssh_->serveFd(fds[1], std::move(peer), /*from_overlay=*/true);
+  } else if (port == kOverlayPtyPort) {
+    rpty_->serve(std::move(stream));
+  } else if (port == kOverlaySpeedtestPort) {
+    speedtest_->serve(std::move(stream));
+  } else if (port == kOverlayApiPort) {
+    api_->serveStream(std::move(stream));
+  } else {
+    overlay_->forwardToLoopback(std::move(stream), port);
+  }
 }
 
 Result<term::ChildSpec> Services::ptyCommand(const std::string& command, term::PtySize size) const {
@@ -215,6 +279,7 @@ Result<BoundServices> Services::listen(const std::set<uint16_t>& own_ports) {
 }
 
 void Services::stopAccepting() {
+  accepting_ = false;  // new overlay connections are reset
   if (ssh_) ssh_->stopAccepting();
   if (rpty_) rpty_->stopAccepting();
   if (speedtest_) speedtest_->stopAccepting();
@@ -225,6 +290,7 @@ void Services::shutdown() {
   if (rpty_) rpty_->shutdown();
   if (speedtest_) speedtest_->shutdown();
   if (api_) api_->stop();
+  overlay_.reset();  // the overlay's connections end; peers see the agent go
 }
 
 }  // namespace wsa::agent

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "agent/overlay.h"
 #include "rpty/rpty.h"
 #include "speedtest/speedtest.h"
 #include "ssh/ssh_server.h"
@@ -41,6 +42,8 @@ struct ServicesConfig {
   // unix sockets unless this is set.
   bool allow_remote_unauthenticated = false;
   std::string log_file;
+  // The overlay starts when a manifest assigns overlay addresses (unless disabled).
+  OverlayOptions overlay;
 };
 
 struct BoundServices {
@@ -64,11 +67,15 @@ class Services {
   ssh::SshServer& ssh() { return *ssh_; }
   rpty::Server& rpty() { return *rpty_; }
   speedtest::Server& speedtest() { return *speedtest_; }
+  // Null until the manifest has assigned overlay addresses.
+  Overlay* overlay() { return overlay_.get(); }
 
  private:
   Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
            Worker& worker, ServicesConfig config);
   void publishContext();
+  void maybeStartOverlay();
+  void serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::string peer);
   Result<term::ChildSpec> ptyCommand(const std::string& command, term::PtySize size) const;
 
   asio::io_context& io_;
@@ -83,6 +90,9 @@ class Services {
   std::unique_ptr<speedtest::Server> speedtest_;
   std::shared_ptr<std::set<uint16_t>> hidden_ports_;
   std::unique_ptr<http::Server> api_;
+  std::shared_ptr<Overlay> overlay_;  // shared: the metrics collector holds a weak_ptr
+  bool overlay_failed_ = false;
+  bool accepting_ = true;
 };
 
 }  // namespace wsa::agent

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -678,8 +679,10 @@ class Connection::ForwardChannel final : public Connection::Channel {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer, uint64_t id)
-    : server_(server), bind_(bind), fd_(fd), peer_(std::move(peer)), id_(id) {
+Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer, uint64_t id,
+                       bool require_auth)
+    : server_(server), bind_(bind), fd_(fd), peer_(std::move(peer)), id_(id),
+      require_auth_(require_auth) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
@@ -695,7 +698,20 @@ Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::stri
     }
     peer_ip_ = host;
   }
-  if (peer_ip_.empty()) peer_ip_ = "127.0.0.1";
+  if (peer_ip_.empty()) {
+    // Not an IP socket (an overlay connection bridged through a socketpair): the peer string
+    // is the overlay address, "ip:port" or "[ip6]:port".
+    std::string host = peer_;
+    size_t colon = host.rfind(':');
+    if (colon != std::string::npos && colon + 1 < host.size()) {
+      peer_port_ = static_cast<uint16_t>(std::atoi(host.c_str() + colon + 1));
+      host.resize(colon);
+    }
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    peer_ip_ = host.empty() || host == "unix" ? "127.0.0.1" : host;
+  }
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
@@ -1099,7 +1115,7 @@ void Connection::run() {
   server_cb_.userdata = this;
   server_cb_.auth_none_function = [](ssh_session, const char* user, void* u) {
     auto* c = static_cast<Connection*>(u);
-    if (c->server_.options().require_auth) return static_cast<int>(SSH_AUTH_DENIED);
+    if (c->require_auth_) return static_cast<int>(SSH_AUTH_DENIED);
     c->authenticated_ = true;
     c->user_ = user != nullptr ? user : "";
     return static_cast<int>(SSH_AUTH_SUCCESS);
@@ -1119,7 +1135,7 @@ void Connection::run() {
     finished_ = true;
     return;
   }
-  ssh_set_auth_methods(session_, server_.options().require_auth
+  ssh_set_auth_methods(session_, require_auth_
                                      ? SSH_AUTH_METHOD_PUBLICKEY
                                      : (SSH_AUTH_METHOD_NONE | SSH_AUTH_METHOD_PUBLICKEY));
   event_ = ssh_event_new();

@@ -70,7 +70,8 @@ class Relay {
 
 class Connection {
  public:
-  Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer, uint64_t id);
+  Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer, uint64_t id,
+             bool require_auth);
   ~Connection();
   // The thread body: key exchange, authentication, channels, until the client leaves or the
   // server closes the connection.
@@ -119,6 +120,7 @@ class Connection {
   std::string peer_ip_;
   uint16_t peer_port_ = 0;
   uint64_t id_;
+  bool require_auth_;
   ssh_session session_ = nullptr;
   ssh_event event_ = nullptr;
   struct ssh_server_callbacks_struct server_cb_ {};

@@ -49,7 +49,7 @@ class SshServer::Impl {
   void adoptChild(pid_t pid, int pidfd, bool signal_group_at_shutdown);
 
   Result<std::string> listen(const std::string& address);
-  void serveFd(int fd, std::string peer);
+  void serveFd(int fd, std::string peer, bool from_overlay = false);
   void stopAccepting();
   void shutdown();
 

@@ -187,7 +187,7 @@ Result<std::string> SshServer::Impl::listen(const std::string& address) {
   return bound;
 }
 
-void SshServer::Impl::serveFd(int fd, std::string peer) {
+void SshServer::Impl::serveFd(int fd, std::string peer, bool from_overlay) {
   reapFinished();
   if (!accepting_ || connections_.size() >= options_.max_connections) {
     log_->warn("ssh: refusing connection from {} ({})", peer,
@@ -204,7 +204,8 @@ void SshServer::Impl::serveFd(int fd, std::string peer) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
   uint64_t id = next_id_++;
-  auto conn = std::make_unique<Connection>(*this, bind_, fd, peer, id);
+  auto conn = std::make_unique<Connection>(*this, bind_, fd, peer, id,
+                                           options_.require_auth && !from_overlay);
   Connection* raw = conn.get();
   counters().connections++;
   Running r;
@@ -267,7 +268,9 @@ Result<std::unique_ptr<SshServer>> SshServer::create(asio::io_context& io, SshSe
 
 SshServer::~SshServer() { impl_.reset(); }
 Result<std::string> SshServer::listen(const std::string& address) { return impl_->listen(address); }
-void SshServer::serveFd(int fd, std::string peer) { impl_->serveFd(fd, std::move(peer)); }
+void SshServer::serveFd(int fd, std::string peer, bool from_overlay) {
+  impl_->serveFd(fd, std::move(peer), from_overlay);
+}
 void SshServer::setContext(std::shared_ptr<const SessionContext> ctx) { impl_->setContext(std::move(ctx)); }
 std::shared_ptr<const SessionContext> SshServer::context() const { return impl_->contextSnapshot(); }
 void SshServer::stopAccepting() { impl_->stopAccepting(); }

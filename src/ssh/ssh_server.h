@@ -87,8 +87,10 @@ class SshServer {
 
   // Listens on "host:port" (loopback or not) and serves connections. Loop thread.
   Result<std::string> listen(const std::string& address);
-  // Serves an already-connected socket (the overlay will hand over its streams this way).
-  void serveFd(int fd, std::string peer);
+  // Serves an already-connected socket. `from_overlay`: a connection that arrived through the
+  // overlay, where reaching the agent is the authorisation (no SSH authentication is asked
+  // for, as with the reference agent); `peer` is then the overlay "ip:port".
+  void serveFd(int fd, std::string peer, bool from_overlay = false);
   void setContext(std::shared_ptr<const SessionContext> ctx);
   std::shared_ptr<const SessionContext> context() const;
   // Graceful: stop accepting; existing connections continue.

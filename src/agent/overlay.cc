@@ -1,0 +1,149 @@
+#include "agent/overlay.h"
+
+#include <asio/io_context.hpp>
+
+#include "netstack/forward.h"
+#include "netstack/netstack.h"
+#include "wg/device.h"
+#include "wg/metrics.h"
+#include "wg/uapi.h"
+#include "wg/udp.h"
+#include "wsa/common/logging.h"
+
+namespace wsa::agent {
+
+class Overlay::Impl {
+ public:
+  Impl(asio::io_context& io, Clock& clock)
+      : io_(io),
+        device_(clock, wg::DeviceOptions{},
+                wg::Device::Io{
+                    .send = [this](const wg::Endpoint& to,
+                                   std::span<const uint8_t> d) {
+                      if (udp_) udp_->send(to, d);
+                    },
+                    .deliver = [this](std::span<const uint8_t> p) {
+                      if (stack_) stack_->input(p);
+                    },
+                }),
+        forwarder_(io, netstack::LocalForwarder::Options{}),
+        log_(logging::get("overlay")) {}
+
+  asio::io_context& io_;
+  wg::Device device_;
+  std::unique_ptr<wg::UdpBind> udp_;
+  std::unique_ptr<netstack::Netstack> stack_;
+  netstack::LocalForwarder forwarder_;
+  std::unique_ptr<wg::UapiServer> uapi_;
+  std::vector<std::string> addresses_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clock,
+                                                const std::vector<std::string>& addresses,
+                                                const OverlayOptions& options, Serve serve) {
+  std::unique_ptr<Overlay> o(new Overlay());
+  o->impl_ = std::make_unique<Impl>(io, clock);
+  Impl* impl = o->impl_.get();
+  for (const auto& a : addresses) impl->addresses_.push_back(a.substr(0, a.find('/')));
+  if (impl->addresses_.empty()) return makeError("the manifest assigns no overlay address");
+
+  impl->device_.setPrivateKey(wg::generatePrivateKey());
+  auto on_datagram = [impl](const wg::Endpoint& from, std::span<uint8_t> d) {
+    impl->device_.receive(from, d);
+  };
+  auto udp = wg::UdpBind::open(io, options.udp_port, on_datagram);
+  if (!udp) return makeError("overlay UDP socket: " + udp.error());
+  impl->udp_ = std::move(*udp);
+
+  netstack::Options nopts;
+  nopts.addresses = impl->addresses_;
+  auto stack = netstack::Netstack::create(
+      io, nopts, [impl](std::span<const uint8_t> p) { impl->device_.send(p); });
+  if (!stack) return makeError("overlay network stack: " + stack.error());
+  impl->stack_ = std::move(*stack);
+  auto own = [serve](uint16_t port) {
+    return [serve, port](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+      serve(port, std::move(s), info.remote);
+    };
+  };
+  for (uint16_t port : kOverlaySshPorts) {
+    if (auto st = impl->stack_->listen(port, own(port)); !st) return makeError(st.error());
+  }
+  for (uint16_t port : {kOverlayPtyPort, kOverlaySpeedtestPort, kOverlayApiPort}) {
+    if (auto st = impl->stack_->listen(port, own(port)); !st) return makeError(st.error());
+  }
+  impl->stack_->setForwarder([impl](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+    impl->forwarder_.forward(std::move(s), info.local_port);
+  });
+
+  if (!options.config_socket.empty()) {
+    wg::UapiHooks hooks;
+    hooks.listen_port = [impl] { return impl->udp_ ? impl->udp_->port() : uint16_t{0}; };
+    hooks.set_listen_port = [impl, on_datagram, &io](uint16_t port) -> Status {
+      if (port == 0 || (impl->udp_ && impl->udp_->port() == port)) return {};
+      auto nb = wg::UdpBind::open(io, port, on_datagram);
+      if (!nb) return makeError(nb.error());
+      impl->udp_ = std::move(*nb);
+      return {};
+    };
+    auto uapi = wg::UapiServer::listen(io, options.config_socket, impl->device_, hooks);
+    if (!uapi) return makeError("--overlay-config-socket: " + uapi.error());
+    impl->uapi_ = std::move(*uapi);
+  }
+  std::string joined;
+  for (const auto& a : impl->addresses_) joined += (joined.empty() ? "" : ", ") + a;
+  impl->log_->info("overlay up: addresses {}, UDP port {}, public key {}{}", joined,
+                   impl->udp_->port(), wg::toBase64(impl->device_.publicKey()),
+                   options.config_socket.empty() ? ""
+                                                 : ", configuration socket " + options.config_socket);
+  return o;
+}
+
+Overlay::~Overlay() = default;
+
+const std::vector<std::string>& Overlay::addresses() const { return impl_->addresses_; }
+std::string Overlay::publicKey() const { return wg::toBase64(impl_->device_.publicKey()); }
+uint16_t Overlay::udpPort() const { return impl_->udp_ ? impl_->udp_->port() : 0; }
+
+void Overlay::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
+  impl_->forwarder_.forward(std::move(stream), port);
+}
+
+std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
+  wg::MetricsSources src{&impl_->device_, [this] { return impl_->udp_.get(); },
+                         [] { return static_cast<const wg::Tun*>(nullptr); }};
+  auto out = wg::collectMetrics(src, "overlay");
+  auto add = [&out](const std::string& name, const std::string& help, prometheus::MetricType t,
+                    double v) {
+    prometheus::ClientMetric m;
+    if (t == prometheus::MetricType::Counter) {
+      m.counter.value = v;
+    } else {
+      m.gauge.value = v;
+    }
+    out.push_back(prometheus::MetricFamily{name, help, t, {m}});
+  };
+  const auto& ns = impl_->stack_->stats();
+  const auto& fs = impl_->forwarder_.stats();
+  using T = prometheus::MetricType;
+  add("wsa_overlay_tcp_accepted_total", "Overlay TCP connections accepted", T::Counter,
+      static_cast<double>(ns.tcp_accepted));
+  add("wsa_overlay_tcp_refused_total", "Overlay TCP connections refused at the connection limit",
+      T::Counter, static_cast<double>(ns.tcp_refused));
+  add("wsa_overlay_tcp_connections", "Overlay TCP connections open", T::Gauge,
+      static_cast<double>(ns.connections));
+  add("wsa_overlay_tcp_buffered_bytes", "Received overlay TCP data not yet read", T::Gauge,
+      static_cast<double>(ns.buffered_rx_bytes));
+  add("wsa_overlay_packets_invalid_total", "Packets the network stack could not take",
+      T::Counter, static_cast<double>(ns.rx_invalid));
+  add("wsa_overlay_forwarded_connections_total", "Connections forwarded to the loopback",
+      T::Counter, static_cast<double>(fs.connections));
+  add("wsa_overlay_forward_refused_total", "Forwards refused: nothing listens on the loopback",
+      T::Counter, static_cast<double>(fs.refused));
+  add("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit", T::Counter,
+      static_cast<double>(fs.rejected));
+  return out;
+}
+
+}  // namespace wsa::agent

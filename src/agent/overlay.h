@@ -1,0 +1,67 @@
+#pragma once
+// The agent on the overlay: the WireGuard engine (src/wg) on a UDP socket, with the userspace
+// TCP/IP stack (src/netstack) on the overlay addresses the manifest assigns. TCP to ports 1
+// and 22 (SSH), 2 (reconnecting PTY), 3 (speed test) and 4 (HTTP API) goes to the agent's
+// services; every other port is forwarded to the workspace's loopback. All on the loop.
+//
+// Peers come from WireGuard's configuration protocol on `config_socket` (the `wg` tool works
+// on it: `wg show`, `wg set`), for static setups and tests; coordination through the control
+// server will feed the same device.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/metric_family.h>
+
+#include "wsa/common/clock.h"
+#include "wsa/common/result.h"
+#include "wsa/net/stream.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace wsa::agent {
+
+struct OverlayOptions {
+  bool enabled = true;
+  uint16_t udp_port = 0;      // 0: any
+  std::string config_socket;  // WireGuard UAPI socket path; "" for none
+};
+
+// The agent's own services on the overlay.
+constexpr uint16_t kOverlaySshPorts[] = {1, 22};
+constexpr uint16_t kOverlayPtyPort = 2;
+constexpr uint16_t kOverlaySpeedtestPort = 3;
+constexpr uint16_t kOverlayApiPort = 4;
+
+class Overlay {
+ public:
+  // A TCP connection for `port` with the peer's overlay "ip:port".
+  using Serve = std::function<void(uint16_t port, net::ByteStreamPtr stream, std::string peer)>;
+
+  // `addresses`: CIDR or plain ("100.64.0.5/32", "fd7a:115c:a1e0::5/128").
+  static Result<std::unique_ptr<Overlay>> start(asio::io_context& io, Clock& clock,
+                                                const std::vector<std::string>& addresses,
+                                                const OverlayOptions& options, Serve serve);
+  ~Overlay();
+
+  const std::vector<std::string>& addresses() const;
+  std::string publicKey() const;  // base64
+  uint16_t udpPort() const;
+  // Prometheus families (wsa_wg_*, wsa_overlay_*) for the agent's /metrics.
+  std::vector<prometheus::MetricFamily> collectMetrics() const;
+  // Forwards a connection to the workspace's loopback (ports without an agent service).
+  void forwardToLoopback(net::ByteStreamPtr stream, uint16_t port);
+
+  class Impl;
+
+ private:
+  Overlay() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wsa::agent
