@@ -12,6 +12,7 @@
 #include <asio/write.hpp>
 
 #include "netstack/forward.h"
+#include "support/loop.h"
 #include "support/util.h"
 #include "wsa/net/asio_stream.h"
 #include "wsa/net/splice.h"
@@ -25,12 +26,7 @@ using Local = asio::local::stream_protocol::socket;
 class ForwardTest : public ::testing::Test {
  protected:
   bool runUntil(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + test::scaled(limit);
-    while (!cond() && std::chrono::steady_clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(5ms);
-    }
-    return cond();
+    return test::runLoopUntil(io_, cond, limit);
   }
   // A connected pair: one end as a ByteStream for the code under test, one raw for the test.
   std::pair<net::ByteStreamPtr, std::unique_ptr<Local>> pair() {

@@ -9,6 +9,7 @@
 #include <deque>
 
 #include "netstack/netstack.h"
+#include "support/loop.h"
 #include "support/util.h"
 
 namespace wsa::netstack {
@@ -101,12 +102,7 @@ class NetstackTest : public ::testing::Test {
   }
   // Runs the loop until `cond` holds (bounded in real time).
   bool runUntil(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + test::scaled(limit);
-    while (!cond() && std::chrono::steady_clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(5ms);
-    }
-    return cond();
+    return test::runLoopUntil(io_, cond, limit);
   }
   // Runs every handler that is ready, until none is (timers aside): the stack is quiet.
   void settle() {

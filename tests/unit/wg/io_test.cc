@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "support/loop.h"
 #include "support/util.h"
 #include "wg/device.h"
 #include "wg/uapi.h"
@@ -22,15 +23,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Runs the loop until `done` or the (real-time) deadline.
-bool runUntil(asio::io_context& io, const std::function<bool()>& done,
-              std::chrono::milliseconds timeout = 5000ms) {
-  auto deadline = std::chrono::steady_clock::now() + test::scaled(timeout);
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.restart();
-    io.run_for(10ms);
-  }
-  return done();
+using test::runLoopUntil;
+bool runUntil(asio::io_context& io, const std::function<bool()>& done) {
+  return runLoopUntil(io, done);
 }
 
 TEST(WgUdpTest, DatagramsRoundTripOverLoopbackInBatches) {
