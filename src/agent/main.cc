@@ -3,7 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include "common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
                  "Write the bound addresses and the pid here as JSON once listening")
       ->envname("WSA_AGENT_READY_FILE");
   app.set_version_flag("--version", WSA_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  WSA_CLI_PARSE(app, argc, argv);
 
   if (int code = agent::maybeRunReaper(argc, argv, no_reap); code >= 0) return code;
 

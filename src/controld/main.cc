@@ -1,6 +1,6 @@
 // controld: the reference control server for wsa agents.
 
-#include <CLI/CLI.hpp>
+#include "common/cli_parse.h"
 #include <iostream>
 
 #include "controld/config.h"
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.set_version_flag("--version", WSA_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  WSA_CLI_PARSE(app, argc, argv);
 
   if (example) {
     std::cout << controld::exampleConfig();

@@ -6,7 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include "common/cli_parse.h"
 #include <cstring>
 #include <iostream>
 
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-t,--time", duration, "How long to measure (1s to 30s)")->capture_default_str();
   app.add_flag("--json", json, "Print the results as JSON");
-  CLI11_PARSE(app, argc, argv);
+  WSA_CLI_PARSE(app, argc, argv);
 
   wsa::speedtest::Config cfg;
   if (direction == "download") {

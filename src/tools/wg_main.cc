@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include "common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <cerrno>
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
                  "100.64.0.1,fd7a:115c:a1e0::1) with the userspace TCP/IP stack and forward "
                  "every TCP port to this machine's loopback");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  WSA_CLI_PARSE(app, argc, argv);
 
   for (size_t pos = 0; !netstack.empty() && pos <= netstack.size();) {
     size_t comma = netstack.find(',', pos);

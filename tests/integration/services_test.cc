@@ -577,7 +577,10 @@ TEST_F(ServicesTest, BadListenAddressesAreClearErrors) {
            // Unauthenticated services stay on loopback unless told otherwise.
            {"--pty-listen", "0.0.0.0:0", "is not a loopback address"},
            {"--pty-listen", ":0", "is not a loopback address"},
-           {"--api-listen", "[::]:0", "is not a loopback address"}}) {
+           {"--api-listen", "[::]:0", "is not a loopback address"},
+           // Flags the parser rejects exit 2 as well (not CLI11's own codes).
+           {"--overlay-port", "70000", "--overlay-port"},
+           {"--no-such-flag", "x", "--no-such-flag"}}) {
     auto r = runSplit({agentPath(), "--url", cd_->controlUrl(), "--token-file", d.file("token"),
                        "--log-dir", d.path(), "--data-dir", d.file("state"),
                        "--prometheus-address", "", "--debug-address", "", flag, value},
