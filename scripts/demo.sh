@@ -28,13 +28,21 @@ admin_token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["a
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Runs once (the INT/TERM trap and then the EXIT trap would otherwise signal twice, and a
+  # second signal makes the agent skip its graceful shutdown).
+  [ -n "${cleaned_up:-}" ] && return
+  cleaned_up=1
+  # The agent first (it reports its final state and logs to controld), then controld.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT INT TERM
 
 rm -f "$demo/controld.ready"
-"$bin/controld" --config "$demo/controld.json" --data-dir "$demo/data" \
+# Own sessions (setsid): Ctrl-C reaches only this script, which stops both once, gracefully.
+setsid "$bin/controld" --config "$demo/controld.json" --data-dir "$demo/data" \
   --grpc-listen "$grpc" --http-listen "$http" --ready-file "$demo/controld.ready" \
   2> >(tee -a "$demo/controld.log" >&2) &
 pids+=($!)
@@ -49,14 +57,73 @@ debug="127.0.0.1:${WSA_DEMO_DEBUG_PORT:-2113}"
 pty="127.0.0.1:${WSA_DEMO_PTY_PORT:-7102}"
 speed="127.0.0.1:${WSA_DEMO_SPEEDTEST_PORT:-7103}"
 api="127.0.0.1:${WSA_DEMO_API_PORT:-7104}"
+# As root (with wireguard-go), the demo also gives a way in through the overlay: a network
+# namespace "wsa-demo" whose WireGuard interface (wireguard-go) is a static peer of the agent.
+overlay_demo=0
+if [ "$(id -u)" -eq 0 ] && command -v wireguard-go >/dev/null && [ -c /dev/net/tun ]; then
+  overlay_demo=1
+fi
+agent_wg=wsademo-agent
+overlay_args=()
+if [ $overlay_demo -eq 1 ]; then
+  mkdir -p /var/run/wireguard
+  overlay_args=(--overlay-port 51830 --overlay-config-socket "/var/run/wireguard/$agent_wg.sock")
+fi
+overlay_cleanup() {
+  if [ $overlay_demo -eq 1 ]; then
+    [ -n "${go_pid:-}" ] && kill -TERM "$go_pid" 2>/dev/null
+    ip netns del wsa-demo 2>/dev/null || true
+  fi
+}
+
 rm -f "$demo/agent.ready"
-"$bin/agent" --url "http://$grpc" --token-file "$agent_token_file" \
+setsid "$bin/agent" --url "http://$grpc" --token-file "$agent_token_file" \
   --log-dir "$demo/agent-logs" --script-data-dir "$demo/agent-data" \
   --prometheus-address "$prom" --debug-address "$debug" --ready-file "$demo/agent.ready" \
-  --pty-listen "$pty" --speedtest-listen "$speed" --api-listen "$api" &
+  --pty-listen "$pty" --speedtest-listen "$speed" --api-listen "$api" "${overlay_args[@]}" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/agent.ready" ] && break; sleep 0.1; done
 [ -s "$demo/agent.ready" ] || { echo "the agent did not start" >&2; exit 1; }
+
+way_in=""
+if [ $overlay_demo -eq 1 ]; then
+  trap 'overlay_cleanup; cleanup' EXIT INT TERM
+  for _ in $(seq 100); do [ -S "/var/run/wireguard/$agent_wg.sock" ] && break; sleep 0.1; done
+  agent_v4=""
+  for _ in $(seq 50); do  # the agent's log file is flushed every second
+    agent_v4=$( (grep -ho 'overlay up: addresses [0-9.]*' "$demo/agent-logs/wsa-agent.log" \
+                 2>/dev/null || true) | tail -1 | awk '{print $4}')
+    [ -n "$agent_v4" ] && break
+    sleep 0.1
+  done
+  if [ -S "/var/run/wireguard/$agent_wg.sock" ] && [ -n "$agent_v4" ]; then
+    ip netns del wsa-demo 2>/dev/null || true
+    ip netns add wsa-demo
+    ip link add wsademo-u0 type veth peer name wsademo-u1
+    ip link set wsademo-u1 netns wsa-demo
+    ip addr add 198.18.253.1/30 dev wsademo-u0 && ip link set wsademo-u0 up
+    ip -n wsa-demo addr add 198.18.253.2/30 dev wsademo-u1
+    ip -n wsa-demo link set wsademo-u1 up && ip -n wsa-demo link set lo up
+    ip netns exec wsa-demo env LOG_LEVEL=error wireguard-go -f wsademo-go >"$demo/wireguard-go.log" 2>&1 &
+    go_pid=$!
+    for _ in $(seq 100); do [ -S /var/run/wireguard/wsademo-go.sock ] && break; sleep 0.1; done
+    (umask 077; wg genkey > "$demo/peer.key")
+    agent_pub=$(wg show "$agent_wg" public-key)
+    wg set "$agent_wg" peer "$(wg pubkey < "$demo/peer.key")" allowed-ips 100.64.250.2/32
+    ip netns exec wsa-demo wg set wsademo-go private-key "$demo/peer.key" peer "$agent_pub" \
+      allowed-ips "$agent_v4/32" endpoint 198.18.253.1:51830 persistent-keepalive 25
+    ip -n wsa-demo addr add 100.64.250.2/32 dev wsademo-go
+    ip -n wsa-demo link set wsademo-go up
+    ip -n wsa-demo route add "$agent_v4/32" dev wsademo-go
+    way_in="
+    A way in through the overlay (namespace wsa-demo, wireguard-go peer of the agent at $agent_v4):
+      sudo ip netns exec wsa-demo ssh -o StrictHostKeyChecking=no $(id -un)@$agent_v4
+      sudo ip netns exec wsa-demo curl -s http://$agent_v4:4/api/v0/listening-ports
+      sudo ip netns exec wsa-demo $bin/wsa-speedtest $agent_v4:3 -t 3s
+      sudo wg show $agent_wg                       # the agent's WireGuard state
+"
+  fi
+fi
 
 cat <<MSG
 
@@ -76,7 +143,7 @@ cat <<MSG
       curl -s http://$debug/debug/state
       curl -s http://$api/api/v0/listening-ports
       $bin/wsa-speedtest $speed -t 3s            # -d upload for the other direction
-
+$way_in
     Ctrl-C stops everything. State: $demo
 MSG
 wait
