@@ -73,9 +73,15 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   for (uint16_t port : {kOverlayPtyPort, kOverlaySpeedtestPort, kOverlayApiPort}) {
     if (auto st = impl->stack_->listen(port, own(port)); !st) return makeError(st.error());
   }
-  impl->stack_->setForwarder([impl](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
-    impl->forwarder_.forward(std::move(s), info.local_port);
-  });
+  // Every other port goes to the workspace's loopback; the gate connects there first, so a
+  // closed port is refused to the overlay client.
+  impl->stack_->setForwarder(
+      [impl](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+        impl->forwarder_.forward(std::move(s), info.local_port, info.remote);
+      },
+      [impl](const netstack::ConnectionInfo& info, std::function<void(bool)> admit) {
+        impl->forwarder_.gate(info.local_port, info.remote, std::move(admit));
+      });
 
   if (!options.config_socket.empty()) {
     wg::UapiHooks hooks;

@@ -122,7 +122,14 @@ class Netstack::Impl {
       stats_.rx_invalid++;
       return;
     }
-    maybeForward(pkt);
+    if (maybeForward(pkt)) {
+      kick();
+      return;  // held until the gate decides
+    }
+    deliver(pkt);
+  }
+
+  void deliver(std::span<const uint8_t> pkt) {
     pbuf* p = pbuf_alloc(PBUF_RAW, static_cast<u16_t>(pkt.size()), PBUF_RAM);
     if (p == nullptr) {
       stats_.rx_invalid++;
@@ -137,40 +144,171 @@ class Netstack::Impl {
     kick();
   }
 
-  // A SYN for one of our addresses, to a port nobody listens on: open a listener for the
-  // forwarder first, so lwIP accepts it instead of answering with a reset.
-  void maybeForward(std::span<const uint8_t> pkt) {
-    if (!forwarder_) return;
+  // A SYN for one of our addresses, to a port without a listener of its own: the forwarder's.
+  // With a gate, the SYN is held until the gate admits it (then a listener exists and lwIP
+  // gets the SYN) or refuses it (then we answer with a reset: "connection refused"); without
+  // one, a listener is opened at once. Returns whether the packet is held.
+  bool maybeForward(std::span<const uint8_t> pkt) {
+    if (!forwarder_) return false;
     size_t tcp_off = 0;
     int version = pkt[0] >> 4;
     if (version == 4) {
-      if (pkt.size() < 20 || pkt[9] != 6) return;
+      if (pkt.size() < 20 || pkt[9] != 6) return false;
       tcp_off = static_cast<size_t>(pkt[0] & 0x0f) * 4;
       ip4_addr_t dst;
       std::memcpy(&dst.addr, &pkt[16], 4);
-      if (!ip4_addr_cmp(&dst, netif_ip4_addr(&nif_))) return;
+      if (!ip4_addr_cmp(&dst, netif_ip4_addr(&nif_))) return false;
     } else if (version == 6) {
-      if (pkt.size() < 40 || pkt[6] != 6) return;  // TCP right after the fixed header only
+      if (pkt.size() < 40 || pkt[6] != 6) return false;  // TCP right after the fixed header only
       tcp_off = 40;
       bool ours = false;
       for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
         if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif_, i))) continue;
         ours = ours || std::memcmp(&pkt[24], netif_ip6_addr(&nif_, i)->addr, 16) == 0;
       }
-      if (!ours) return;
+      if (!ours) return false;
     } else {
-      return;
+      return false;
     }
-    if (pkt.size() < tcp_off + 20) return;
+    if (pkt.size() < tcp_off + 20) return false;
     uint8_t flags = pkt[tcp_off + 13];
-    if ((flags & 0x02) == 0 || (flags & 0x10) != 0) return;  // SYN without ACK
+    if ((flags & 0x02) == 0 || (flags & 0x10) != 0) return false;  // SYN without ACK
     uint16_t port = static_cast<uint16_t>(pkt[tcp_off + 2] << 8 | pkt[tcp_off + 3]);
-    if (listeners_.count(port) != 0) return;
-    if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+    auto l = listeners_.find(port);
+    if (l != listeners_.end() && !l->second->forwarded) return false;  // a service of our own
+    if (!gate_) {
+      if (l != listeners_.end()) return false;
+      if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+        stats_.forwarded_ports_refused++;
+        return false;
+      }
+      if (openListener(port, forwarder_, true)) forwarded_ports_++;
+      return false;
+    }
+    // Gated: one decision per connection (SYN retransmissions while deciding are dropped; a
+    // SYN of a connection already admitted goes straight to lwIP).
+    size_t addr_len = version == 4 ? 4 : 16;
+    const uint8_t* src = &pkt[version == 4 ? 12 : 8];
+    std::string key(reinterpret_cast<const char*>(src), addr_len);
+    key.append(reinterpret_cast<const char*>(&pkt[tcp_off]), 4);  // source and destination port
+    auto now = std::chrono::steady_clock::now();
+    if (auto a = admitted_.find(key); a != admitted_.end()) {
+      if (now < a->second) return false;
+      admitted_.erase(a);
+    }
+    if (held_.count(key) != 0) return true;
+    if (held_.size() >= kMaxHeld) {
       stats_.forwarded_ports_refused++;
+      sendReset(pkt, tcp_off);
+      return true;
+    }
+    held_[key] = std::vector<uint8_t>(pkt.begin(), pkt.end());
+    ip_addr_t remote;
+    if (version == 4) {
+      IP_ADDR4(&remote, src[0], src[1], src[2], src[3]);
+    } else {
+      IP_ADDR6(&remote, 0, 0, 0, 0);
+      std::memcpy(ip_2_ip6(&remote)->addr, src, 16);
+    }
+    uint16_t sport = static_cast<uint16_t>(pkt[tcp_off] << 8 | pkt[tcp_off + 1]);
+    ConnectionInfo info{formatEndpoint(remote, sport), "", port};
+    gate_(info, [this, alive = alive_, key, port](bool admit) {
+      asio::post(io_, [this, alive, key, port, admit] {
+        if (!*alive) return;
+        decide(key, port, admit);
+      });
+    });
+    return true;
+  }
+
+  void decide(const std::string& key, uint16_t port, bool admit) {
+    auto it = held_.find(key);
+    if (it == held_.end()) return;
+    std::vector<uint8_t> syn = std::move(it->second);
+    held_.erase(it);
+    size_t tcp_off = (syn[0] >> 4) == 4 ? static_cast<size_t>(syn[0] & 0x0f) * 4 : 40;
+    if (admit && listeners_.count(port) == 0) {
+      if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+        stats_.forwarded_ports_refused++;
+        admit = false;
+      } else if (openListener(port, forwarder_, true)) {
+        forwarded_ports_++;
+      } else {
+        admit = false;
+      }
+    }
+    if (!admit) {
+      sendReset(syn, tcp_off);
       return;
     }
-    if (openListener(port, forwarder_, true)) forwarded_ports_++;
+    if (admitted_.size() >= kMaxHeld * 4) {
+      auto now = std::chrono::steady_clock::now();
+      for (auto a = admitted_.begin(); a != admitted_.end();) {
+        a = now >= a->second ? admitted_.erase(a) : std::next(a);
+      }
+    }
+    if (admitted_.size() < kMaxHeld * 4) {
+      admitted_[key] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    }
+    deliver(syn);
+  }
+
+  static uint16_t checksum(const uint8_t* data, size_t len, uint32_t sum) {
+    for (size_t i = 0; i + 1 < len; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
+    if (len % 2 != 0) sum += static_cast<uint32_t>(data[len - 1] << 8);
+    while ((sum >> 16) != 0) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(~sum);
+  }
+
+  // "Connection refused": RST|ACK for a SYN, from the address and port it was sent to.
+  void sendReset(std::span<const uint8_t> syn, size_t tcp_off) {
+    bool v4 = (syn[0] >> 4) == 4;
+    size_t ip_len = v4 ? 20 : 40;
+    std::vector<uint8_t> out(ip_len + 20, 0);
+    uint8_t* tcp = out.data() + ip_len;
+    const uint8_t* in_tcp = syn.data() + tcp_off;
+    std::memcpy(tcp, in_tcp + 2, 2);  // our port
+    std::memcpy(tcp + 2, in_tcp, 2);  // their port
+    uint32_t seq = static_cast<uint32_t>(in_tcp[4]) << 24 | static_cast<uint32_t>(in_tcp[5]) << 16 |
+                   static_cast<uint32_t>(in_tcp[6]) << 8 | in_tcp[7];
+    uint32_t ack = seq + 1;
+    tcp[8] = static_cast<uint8_t>(ack >> 24);
+    tcp[9] = static_cast<uint8_t>(ack >> 16);
+    tcp[10] = static_cast<uint8_t>(ack >> 8);
+    tcp[11] = static_cast<uint8_t>(ack);
+    tcp[12] = 0x50;  // 20-byte header
+    tcp[13] = 0x14;  // RST, ACK
+    uint32_t pseudo = 6 + 20;
+    auto addWords = [&pseudo](const uint8_t* p, size_t n) {
+      for (size_t i = 0; i < n; i += 2) pseudo += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+    };
+    if (v4) {
+      out[0] = 0x45;
+      out[3] = 40;
+      out[6] = 0x40;  // don't fragment
+      out[8] = 64;
+      out[9] = 6;
+      std::memcpy(&out[12], &syn[16], 4);
+      std::memcpy(&out[16], &syn[12], 4);
+      uint16_t h = checksum(out.data(), 20, 0);
+      out[10] = static_cast<uint8_t>(h >> 8);
+      out[11] = static_cast<uint8_t>(h);
+      addWords(&out[12], 8);
+    } else {
+      out[0] = 0x60;
+      out[5] = 20;
+      out[6] = 6;
+      out[7] = 64;
+      std::memcpy(&out[8], &syn[24], 16);
+      std::memcpy(&out[24], &syn[8], 16);
+      addWords(&out[8], 32);
+    }
+    uint16_t c = checksum(tcp, 20, pseudo);
+    tcp[16] = static_cast<uint8_t>(c >> 8);
+    tcp[17] = static_cast<uint8_t>(c);
+    stats_.tx_packets++;
+    stats_.tcp_refused_by_gate++;
+    output_({out.data(), out.size()});
   }
 
   // --- timers ---
@@ -262,6 +400,10 @@ class Netstack::Impl {
   std::chrono::steady_clock::time_point timer_at_;
   std::map<uint16_t, std::unique_ptr<Listener>> listeners_;
   Accept forwarder_;
+  Gate gate_;
+  static constexpr size_t kMaxHeld = 256;  // SYNs waiting for the gate's decision
+  std::map<std::string, std::vector<uint8_t>> held_;
+  std::map<std::string, std::chrono::steady_clock::time_point> admitted_;
   size_t forwarded_ports_ = 0;
   size_t live_ = 0;
   size_t buffered_rx_ = 0;
@@ -679,8 +821,9 @@ Status Netstack::listen(uint16_t port, Accept on_accept) {
 
 void Netstack::unlisten(uint16_t port) { impl_->closeListener(port); }
 
-void Netstack::setForwarder(Accept on_accept) {
+void Netstack::setForwarder(Accept on_accept, Gate gate) {
   impl_->forwarder_ = std::move(on_accept);
+  impl_->gate_ = std::move(gate);
   if (!impl_->forwarder_) {
     std::vector<uint16_t> ports;
     for (auto& [port, l] : impl_->listeners_) {

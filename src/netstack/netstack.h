@@ -41,6 +41,7 @@ struct Stats {
   uint64_t tcp_refused = 0;         // over max_connections
   uint64_t tcp_errors = 0;          // connections ended by a reset or an abort
   uint64_t forwarded_ports_refused = 0;
+  uint64_t tcp_refused_by_gate = 0;  // SYNs answered with a reset for the forwarder's gate
   size_t connections = 0;           // open now
   size_t forwarded_ports = 0;       // ports with an on-demand listener now
   size_t buffered_rx_bytes = 0;     // received, not yet read by the application (≤ window each)
@@ -57,6 +58,9 @@ class Netstack {
   using Output = std::function<void(std::span<const uint8_t> ip_packet)>;
   using Accept = std::function<void(net::ByteStreamPtr stream, const ConnectionInfo& info)>;
   using Dialed = std::function<void(Result<net::ByteStreamPtr> stream)>;
+  // Decides (later, on any thread of the loop) whether a new connection to a forwarded port is
+  // accepted; `info.local` is empty at that point.
+  using Gate = std::function<void(const ConnectionInfo& info, std::function<void(bool)> admit)>;
 
   static Result<std::unique_ptr<Netstack>> create(asio::io_context& io, Options options,
                                                   Output output);
@@ -71,8 +75,10 @@ class Netstack {
   Status listen(uint16_t port, Accept on_accept);
   void unlisten(uint16_t port);
   // Accepts TCP connections to any other port (a listener is created on demand, when the
-  // first SYN for the port arrives; at most max_forwarded_ports of them).
-  void setForwarder(Accept on_accept);
+  // first SYN for the port arrives; at most max_forwarded_ports of them). With a `gate`, each
+  // new connection's SYN is held until the gate decides: admitted, the handshake proceeds;
+  // refused, the peer gets a reset to its SYN ("connection refused"). At most 256 SYNs wait.
+  void setForwarder(Accept on_accept, Gate gate = nullptr);
 
   // Opens a TCP connection from the stack to address:port (an overlay address of a peer).
   void dial(const std::string& address, uint16_t port, Dialed done);

@@ -101,9 +101,13 @@ int run(const Config& cfg) {
     }
     stack = std::move(*n);
     forwarder = std::make_unique<netstack::LocalForwarder>(io, netstack::LocalForwarder::Options{});
-    stack->setForwarder([&](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
-      forwarder->forward(std::move(s), info.local_port);
-    });
+    stack->setForwarder(
+        [&](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+          forwarder->forward(std::move(s), info.local_port, info.remote);
+        },
+        [&](const netstack::ConnectionInfo& info, std::function<void(bool)> admit) {
+          forwarder->gate(info.local_port, info.remote, std::move(admit));
+        });
   }
 
   auto u = wg::UdpBind::open(io, 0, on_datagram);

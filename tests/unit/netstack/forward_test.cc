@@ -140,6 +140,37 @@ TEST_F(ForwardTest, ForwarderJoinsALocalListenerAndResetsWhenNoneListens) {
   EXPECT_EQ(fwd.stats().active, 0u);
 }
 
+TEST_F(ForwardTest, GateConnectsFirstAndForwardClaimsThatConnection) {
+  asio::ip::tcp::acceptor acceptor(io_, {asio::ip::address_v4::loopback(), 0});
+  uint16_t port = acceptor.local_endpoint().port();
+  int accepts = 0;
+  asio::ip::tcp::socket server(io_);
+  acceptor.async_accept(server, [&](std::error_code ec) { accepts += ec ? 0 : 1; });
+  LocalForwarder fwd(io_, LocalForwarder::Options{});
+  std::optional<bool> admitted;
+  fwd.gate(port, "100.64.0.9:40000", [&](bool ok) { admitted = ok; });
+  ASSERT_TRUE(runUntil([&] { return admitted.has_value() && accepts == 1; }));
+  EXPECT_TRUE(*admitted);
+  // The accepted overlay connection is joined to that local connection, not a new one.
+  auto [overlay, client] = pair();
+  fwd.forward(std::move(overlay), port, "100.64.0.9:40000");
+  asio::write(*client, asio::buffer(std::string("via the gate")));
+  client->shutdown(asio::socket_base::shutdown_send);
+  Drain at_server;
+  drain(server, at_server);
+  ASSERT_TRUE(runUntil([&] { return at_server.done; }));
+  EXPECT_EQ(at_server.data, "via the gate");
+  EXPECT_EQ(accepts, 1);
+  EXPECT_EQ(fwd.stats().connections, 1u);
+  // A closed port: refused before anything is accepted on the overlay.
+  acceptor.close();
+  std::optional<bool> refused;
+  fwd.gate(port, "100.64.0.9:40001", [&](bool ok) { refused = ok; });
+  ASSERT_TRUE(runUntil([&] { return refused.has_value(); }));
+  EXPECT_FALSE(*refused);
+  EXPECT_EQ(fwd.stats().refused, 1u);
+}
+
 TEST_F(ForwardTest, ForwarderRejectsBeyondItsBound) {
   asio::ip::tcp::acceptor acceptor(io_, {asio::ip::address_v4::loopback(), 0});
   uint16_t port = acceptor.local_endpoint().port();

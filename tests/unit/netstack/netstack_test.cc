@@ -240,6 +240,53 @@ TEST_F(NetstackTest, ForwarderAcceptsAnyPortUpToItsBound) {
       << "a second specific listener on one port";
 }
 
+TEST_F(NetstackTest, GatedForwarderHoldsTheSynUntilItDecides) {
+  std::vector<std::string> asked;
+  std::vector<std::function<void(bool)>> pending;
+  std::vector<ConnectionInfo> accepted_info;
+  std::vector<net::ByteStreamPtr> keep;
+  stack_->setForwarder(
+      [&](net::ByteStreamPtr s, const ConnectionInfo& info) {
+        accepted_info.push_back(info);
+        keep.push_back(std::move(s));
+      },
+      [&](const ConnectionInfo& info, std::function<void(bool)> admit) {
+        asked.push_back(info.remote + " -> " + std::to_string(info.local_port));
+        pending.push_back(std::move(admit));
+      });
+  // Refused: the dialer's SYN is answered with a reset; no handshake ever happened.
+  bool done = false;
+  std::string error;
+  stack_->dial(kV4, 7000, [&](Result<net::ByteStreamPtr> r) {
+    done = true;
+    if (!r) error = r.error();
+  });
+  ASSERT_TRUE(runUntil([&] { return pending.size() == 1; }));
+  settle();
+  EXPECT_FALSE(done) << "nothing may answer the SYN before the gate decides";
+  pending[0](false);
+  ASSERT_TRUE(runUntil([&] { return done; }));
+  EXPECT_FALSE(error.empty());
+  EXPECT_EQ(stack_->stats().tcp_refused_by_gate, 1u);
+  EXPECT_EQ(stack_->stats().tcp_accepted, 0u);
+  // Admitted (later, from the loop): the handshake completes and the forwarder gets the stream.
+  done = false;
+  net::ByteStreamPtr client;
+  stack_->dial(kV6, 7001, [&](Result<net::ByteStreamPtr> r) {
+    done = true;
+    if (r) client = std::move(*r);
+  });
+  ASSERT_TRUE(runUntil([&] { return pending.size() == 2; }));
+  asio::post(io_, [&] { pending[1](true); });
+  ASSERT_TRUE(runUntil([&] { return done && accepted_info.size() == 1; }));
+  ASSERT_TRUE(client);
+  EXPECT_EQ(accepted_info[0].local_port, 7001);
+  EXPECT_NE(asked[1].find(accepted_info[0].remote), std::string::npos)
+      << "the gate and the accept name the same peer: " << asked[1] << " / "
+      << accepted_info[0].remote;
+  EXPECT_EQ(asked.size(), 2u) << "one decision per connection";
+}
+
 TEST_F(NetstackTest, ConnectionLimitRefusesDialsAndAccepts) {
   // Both ends of a connection to ourselves count against the limit.
   Options o;
