@@ -113,6 +113,12 @@ class Agent::Session {
               after([&a, &api] { return a.app_health_.makeRoutine(api); }));
     sup_->add("banners", Behavior::kStop, after([this] { return makeBanners(); }));
     sup_->add("stats", Behavior::kStop, after([this] { return makeStats(); }));
+    sup_->add("coordinate", Behavior::kRemain, after([&a, &api]() -> std::shared_ptr<Routine> {
+                if (a.overlay_routine) {
+                  if (auto r = a.overlay_routine(api)) return r;
+                }
+                return std::make_shared<IdleRoutine>();
+              }));
     if (graceful) sup_->beginGracefulShutdown();
     sup_->start();
   }

@@ -28,6 +28,7 @@
 #include "agent/metrics.h"
 #include "agent/report_queue.h"
 #include "agent/scripts.h"
+#include "agent/supervisor.h"
 #include "wsa/common/clock.h"
 
 namespace asio {
@@ -85,6 +86,9 @@ class Agent {
 
   // Fires (on the loop) when what sessions see changes: manifest, banners.
   std::function<void()> on_context_changed;
+  // Makes, for each connection (once the manifest is there), the overlay's coordination routine
+  // (kRemain). Set by the services; when unset or returning null, nothing coordinates.
+  std::function<std::shared_ptr<Routine>(AgentApi&)> overlay_routine;
   // Adds session figures (SSH, PTY) to each stats report.
   std::function<void(v1::Stats*)> stats_hook;
   // Queues a connection audit report (loop thread).

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   bool no_overlay = false;
   uint16_t overlay_port = 0;
   std::string overlay_config_socket;
+  std::vector<std::string> overlay_endpoints;
   bool no_reap = false;
   bool prio = false;
   std::optional<int> oom_score, nice_score;
@@ -177,6 +178,10 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_NO_OVERLAY");
   app.add_option("--overlay-port", overlay_port, "UDP port of the overlay (0: any)")
       ->capture_default_str()->envname("WSA_AGENT_OVERLAY_PORT");
+  app.add_option("--overlay-endpoint", overlay_endpoints,
+                 "UDP endpoint to publish to peers, host or host:port (repeatable; default: the "
+                 "addresses of this machine's interfaces, loopback and link-local left out)")
+      ->envname("WSA_AGENT_OVERLAY_ENDPOINT");
   app.add_option("--overlay-config-socket", overlay_config_socket,
                  "Serve WireGuard's configuration protocol for the overlay on this unix socket "
                  "(`wg show`/`wg set` work on it; peers can be configured statically). Off by "
@@ -321,6 +326,7 @@ int main(int argc, char** argv) {
   scfg.overlay.enabled = !no_overlay;
   scfg.overlay.udp_port = overlay_port;
   scfg.overlay.config_socket = overlay_config_socket;
+  scfg.overlay.endpoints = overlay_endpoints;
   scfg.log_file = log_file;
   auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
   if (!services) return fail(services.error());

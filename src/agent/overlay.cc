@@ -1,6 +1,10 @@
 #include "agent/overlay.h"
 
+#include <arpa/inet.h>
+
 #include <asio/io_context.hpp>
+#include <cstring>
+#include <map>
 
 #include "netstack/forward.h"
 #include "netstack/netstack.h"
@@ -36,6 +40,9 @@ class Overlay::Impl {
   netstack::LocalForwarder forwarder_;
   std::unique_ptr<wg::UapiServer> uapi_;
   std::vector<std::string> addresses_;
+  std::vector<std::string> cidrs_;  // as the manifest gave them
+  OverlayOptions options_;
+  std::map<std::string, wg::PublicKey> peers_;  // coordinated peers by id
   std::shared_ptr<spdlog::logger> log_;
 };
 
@@ -45,7 +52,13 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   std::unique_ptr<Overlay> o(new Overlay());
   o->impl_ = std::make_unique<Impl>(io, clock);
   Impl* impl = o->impl_.get();
-  for (const auto& a : addresses) impl->addresses_.push_back(a.substr(0, a.find('/')));
+  impl->options_ = options;
+  for (const auto& a : addresses) {
+    impl->addresses_.push_back(a.substr(0, a.find('/')));
+    impl->cidrs_.push_back(a.find('/') == std::string::npos
+                               ? a + (a.find(':') == std::string::npos ? "/32" : "/128")
+                               : a);
+  }
   if (impl->addresses_.empty()) return makeError("the manifest assigns no overlay address");
 
   impl->device_.setPrivateKey(wg::generatePrivateKey());
@@ -150,6 +163,177 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
   add("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit", T::Counter,
       static_cast<double>(fs.rejected));
   return out;
+}
+
+}  // namespace wsa::agent
+
+// --- coordination ---------------------------------------------------------------------------
+
+#include <ifaddrs.h>
+#include <net/if.h>
+
+#include "agent/api.h"
+#include "agent/supervisor.h"
+#include "wsa/overlay/v1/coordinate.pb.h"
+
+namespace wsa::agent {
+
+namespace {
+
+std::string joinEndpoint(const std::string& host, uint16_t port) {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::vector<std::string> interfaceEndpoints(uint16_t port) {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_LOOPBACK) != 0 ||
+        (i->ifa_flags & IFF_UP) == 0) {
+      continue;
+    }
+    char host[INET6_ADDRSTRLEN] = {0};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, host,
+                  sizeof(host));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      auto* a = &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_LINKLOCAL(a)) continue;
+      ::inet_ntop(AF_INET6, a, host, sizeof(host));
+    } else {
+      continue;
+    }
+    out.push_back(joinEndpoint(host, port));
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+class Coordinator final : public BasicRoutine {
+ public:
+  Coordinator(Overlay& overlay, AgentApi& api, std::string id)
+      : overlay_(overlay), api_(api), id_(std::move(id)) {}
+
+ protected:
+  void onStart() override {
+    std::weak_ptr<Coordinator> weak = std::static_pointer_cast<Coordinator>(shared_from_this());
+    stream_ = api_.coordinate(
+        [weak](overlay::v1::CoordinateResponse r) {
+          if (auto self = weak.lock()) self->onResponse(r);
+        },
+        [weak](const RpcStatus& st) {
+          if (auto self = weak.lock()) self->onDone(st);
+        });
+    if (!stream_) return;  // an API without coordination: idle until stopped
+    beginCall();
+    overlay::v1::CoordinateRequest req;
+    overlay_.describeSelf(id_, req.mutable_update_self()->mutable_node());
+    stream_->send(req);
+  }
+  void onStop() override {
+    if (stream_) stream_->cancel();
+  }
+  void onFinish() override { stream_.reset(); }
+
+ private:
+  void onResponse(const overlay::v1::CoordinateResponse& r) {
+    if (done()) return;
+    if (!r.error().empty()) logging::get("overlay")->warn("coordination: {}", r.error());
+    for (const auto& u : r.peer_updates()) overlay_.applyPeerUpdate(u);
+  }
+  void onDone(const RpcStatus& st) {
+    if (!endCall()) return;
+    if (stopping()) {
+      finish(Status::success());
+    } else {
+      finish(makeError("coordinate: " + st.text()));
+    }
+  }
+
+  Overlay& overlay_;
+  AgentApi& api_;
+  std::string id_;
+  std::unique_ptr<CoordinateStream> stream_;
+};
+
+}  // namespace
+
+std::vector<std::string> Overlay::endpoints() const {
+  uint16_t port = udpPort();
+  if (impl_->options_.endpoints.empty()) return interfaceEndpoints(port);
+  std::vector<std::string> out;
+  for (const auto& e : impl_->options_.endpoints) {
+    if (auto p = wg::parseEndpoint(e)) {
+      out.push_back(e);
+    } else {
+      out.push_back(joinEndpoint(e, port));
+    }
+  }
+  return out;
+}
+
+void Overlay::describeSelf(const std::string& id, overlay::v1::Node* node) const {
+  node->set_id(id);
+  const auto& key = impl_->device_.publicKey();
+  node->set_key(std::string(reinterpret_cast<const char*>(key.data()), key.size()));
+  for (const auto& a : impl_->cidrs_) {
+    node->add_addresses(a);
+    node->add_allowed_ips(a);
+  }
+  for (const auto& e : endpoints()) node->add_endpoints(e);
+}
+
+void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& u) {
+  auto log = impl_->log_;
+  using Kind = overlay::v1::CoordinateResponse_PeerUpdate;
+  auto known = impl_->peers_.find(u.id());
+  if (u.kind() == Kind::KIND_DISCONNECTED || u.kind() == Kind::KIND_LOST) {
+    if (known != impl_->peers_.end()) {
+      impl_->device_.removePeer(known->second);
+      impl_->peers_.erase(known);
+      log->info("overlay peer {} {}", u.id(),
+                u.kind() == Kind::KIND_LOST ? "lost" : "disconnected");
+    }
+    return;
+  }
+  if (u.kind() != Kind::KIND_NODE) return;
+  const auto& n = u.node();
+  if (n.key().size() != 32) {
+    log->warn("overlay peer {}: a key of {} bytes, ignored", u.id(), n.key().size());
+    return;
+  }
+  wg::PeerConfig pc;
+  std::memcpy(pc.public_key.data(), n.key().data(), 32);
+  std::vector<wg::Prefix> allowed;
+  const auto& list = n.allowed_ips().empty() ? n.addresses() : n.allowed_ips();
+  for (const auto& a : list) {
+    if (auto p = wg::parsePrefix(a)) allowed.push_back(*p);
+  }
+  pc.allowed_ips = allowed;
+  for (const auto& e : n.endpoints()) {
+    if (auto ep = wg::parseEndpoint(e)) {
+      pc.endpoint = *ep;
+      break;
+    }
+  }
+  if (known != impl_->peers_.end() && known->second != pc.public_key) {
+    impl_->device_.removePeer(known->second);  // the peer has a new key (it restarted)
+  }
+  if (auto st = impl_->device_.setPeer(pc); !st) {
+    log->warn("overlay peer {}: {}", u.id(), st.error());
+    return;
+  }
+  bool added = known == impl_->peers_.end();
+  impl_->peers_[u.id()] = pc.public_key;
+  if (added) log->info("overlay peer {} added ({} allowed IPs)", u.id(), allowed.size());
+}
+
+size_t Overlay::peerCount() const { return impl_->peers_.size(); }
+
+std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {
+  return std::make_shared<Coordinator>(*this, api, agent_id);
 }
 
 }  // namespace wsa::agent

@@ -20,6 +20,16 @@
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
 
+namespace wsa::overlay::v1 {
+class Node;
+class CoordinateResponse_PeerUpdate;
+}  // namespace wsa::overlay::v1
+
+namespace wsa::agent {
+class AgentApi;
+class Routine;
+}  // namespace wsa::agent
+
 namespace asio {
 class io_context;
 }
@@ -30,6 +40,10 @@ struct OverlayOptions {
   bool enabled = true;
   uint16_t udp_port = 0;      // 0: any
   std::string config_socket;  // WireGuard UAPI socket path; "" for none
+  // UDP endpoints published to peers ("host" or "host:port"; the port defaults to the overlay's
+  // UDP port). Empty: the addresses of this machine's interfaces, loopback and link-local left
+  // out.
+  std::vector<std::string> endpoints;
 };
 
 // The agent's own services on the overlay.
@@ -56,6 +70,16 @@ class Overlay {
   std::vector<prometheus::MetricFamily> collectMetrics() const;
   // Forwards a connection to the workspace's loopback (ports without an agent service).
   void forwardToLoopback(net::ByteStreamPtr stream, uint16_t port);
+  // The UDP endpoints published to peers.
+  std::vector<std::string> endpoints() const;
+  // For one control connection: publishes our node (id, key, addresses, endpoints) through
+  // Coordinate and applies the peers the server sends (added, changed, removed) to the device.
+  // A kRemain routine; the stream ending is an error (the connection reconnects).
+  std::shared_ptr<Routine> makeCoordinator(AgentApi& api, const std::string& agent_id);
+  size_t peerCount() const;
+  // Coordination helpers (used by the coordinator routine).
+  void describeSelf(const std::string& id, overlay::v1::Node* node) const;
+  void applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& update);
 
   class Impl;
 

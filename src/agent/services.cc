@@ -109,6 +109,11 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   // Context for sessions, stats and metrics.
   s->publishContext();
   agent.on_context_changed = [self] { self->publishContext(); };
+  // Each control connection coordinates the overlay once it is up.
+  agent.overlay_routine = [self](AgentApi& api) -> std::shared_ptr<Routine> {
+    if (!self->overlay_ || !self->agent_.manifest()) return nullptr;
+    return self->overlay_->makeCoordinator(api, self->agent_.manifest()->agent_id());
+  };
   agent.on_stop_accepting.push_back([self] { self->stopAccepting(); });
   agent.stats_hook = [self](v1::Stats* st) {
     auto& c = self->ssh_->counters();

@@ -81,6 +81,13 @@ class BasicRoutine : public Routine {
   bool done_ = false;
 };
 
+// A routine with nothing to do: it runs until asked to stop (a placeholder that keeps the
+// routine list the same whatever is enabled).
+class IdleRoutine final : public BasicRoutine {
+ protected:
+  void onStart() override {}
+};
+
 // A routine from two lambdas, for small ones.
 std::shared_ptr<Routine> makeRoutine(std::function<void(Routine::Exit)> start,
                                      std::function<void()> stop);
