@@ -1,0 +1,294 @@
+// wsa: the client CLI. It joins the overlay as a peer of one workspace agent — its own
+// WireGuard engine and userspace TCP/IP stack, no privileges — and connects to a port of the
+// agent:
+//
+//   wsa --url URL --token-file FILE proxy AGENT PORT
+//       stdin/stdout joined to AGENT's overlay PORT: an ssh ProxyCommand
+//       (ssh -o ProxyCommand='wsa --url … proxy %h 22' user@dev)
+//
+// The control server resolves the agent (LookupAgent: the user must be allowed to reach it),
+// gives this session an overlay identity, and introduces the two peers over Coordinate.
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "common/cli_parse.h"
+#include "netstack/netstack.h"
+#include "wg/device.h"
+#include "wg/udp.h"
+#include "wsa/common/clock.h"
+#include "wsa/common/logging.h"
+#include "wsa/control/channel.h"
+#include "wsa/net/splice.h"
+#include "wsa/overlay/v1/overlay_service.grpc.pb.h"
+#include "wsa/version.h"
+
+namespace {
+
+using namespace wsa;
+namespace ov = wsa::overlay::v1;
+
+// stdin and stdout as one byte stream.
+class StdioStream final : public net::ByteStream {
+ public:
+  explicit StdioStream(asio::io_context& io) : in_(io, ::dup(0)), out_(io, ::dup(1)) {}
+  void asyncReadSome(void* data, std::size_t size, IoHandler handler) override {
+    in_.async_read_some(asio::buffer(data, size), std::move(handler));
+  }
+  void asyncWrite(const void* data, std::size_t size, IoHandler handler) override {
+    asio::async_write(out_, asio::buffer(data, size), std::move(handler));
+  }
+  void shutdownWrite() override {
+    std::error_code ec;
+    out_.close(ec);
+  }
+  void close() override {
+    std::error_code ec;
+    in_.close(ec);
+    out_.close(ec);
+  }
+  std::string remoteAddress() const override { return "stdio"; }
+
+ private:
+  asio::posix::stream_descriptor in_, out_;
+};
+
+std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+int proxy(const std::string& url_text, const std::string& token, const std::string& agent,
+          uint16_t port, std::chrono::seconds connect_timeout) {
+  auto log = logging::get("wsa");
+  auto url = control::parseControlUrl(url_text);
+  if (!url) {
+    std::cerr << "wsa: --url: " << url.error() << "\n";
+    return 2;
+  }
+  auto channel = control::makeChannel(*url);
+  if (!channel) {
+    std::cerr << "wsa: " << channel.error() << "\n";
+    return 1;
+  }
+  auto stub = ov::Overlay::NewStub(*channel);
+
+  // Who is the agent, and who are we in the overlay for this session?
+  ov::LookupAgentResponse found;
+  {
+    grpc::ClientContext ctx;
+    control::prepareContext(ctx, token);
+    ctx.set_deadline(std::chrono::system_clock::now() + connect_timeout);
+    ov::LookupAgentRequest req;
+    req.set_agent_name(agent);
+    grpc::Status s = stub->LookupAgent(&ctx, req, &found);
+    if (!s.ok()) {
+      std::cerr << "wsa: agent \"" << agent << "\": " << s.error_message() << "\n";
+      return 1;
+    }
+  }
+  if (!found.agent_connected()) {
+    std::cerr << "wsa: agent \"" << agent << "\" is not connected to the control server\n";
+    return 1;
+  }
+  if (found.agent_addresses().empty() || found.client_addresses().empty()) {
+    std::cerr << "wsa: the control server gave no overlay addresses\n";
+    return 1;
+  }
+
+  asio::io_context io(1);
+  auto clock = makeLoopClock(io);
+  std::unique_ptr<wg::UdpBind> udp;
+  std::unique_ptr<netstack::Netstack> stack;
+  wg::Device device(*clock, wg::DeviceOptions{},
+                    wg::Device::Io{
+                        .send = [&](const wg::Endpoint& to,
+                                    std::span<const uint8_t> d) {
+                          if (udp) udp->send(to, d);
+                        },
+                        .deliver = [&](std::span<const uint8_t> p) {
+                          if (stack) stack->input(p);
+                        },
+                    });
+  device.setPrivateKey(wg::generatePrivateKey());
+  auto u = wg::UdpBind::open(io, 0, [&](const wg::Endpoint& from, std::span<uint8_t> d) {
+    device.receive(from, d);
+  });
+  if (!u) {
+    std::cerr << "wsa: " << u.error() << "\n";
+    return 1;
+  }
+  udp = std::move(*u);
+  netstack::Options nopts;
+  for (const auto& a : found.client_addresses()) nopts.addresses.push_back(stripPrefix(a));
+  auto n = netstack::Netstack::create(io, nopts,
+                                      [&](std::span<const uint8_t> p) { device.send(p); });
+  if (!n) {
+    std::cerr << "wsa: " << n.error() << "\n";
+    return 1;
+  }
+  stack = std::move(*n);
+
+  // Coordinate: publish our node, open the tunnel, learn the agent's node.
+  grpc::ClientContext cctx;
+  control::prepareContext(cctx, token);
+  auto rw = stub->Coordinate(&cctx);
+  {
+    ov::CoordinateRequest req;
+    auto* node = req.mutable_update_self()->mutable_node();
+    node->set_id(found.client_id());
+    const auto& key = device.publicKey();
+    node->set_key(std::string(reinterpret_cast<const char*>(key.data()), key.size()));
+    for (const auto& a : found.client_addresses()) {
+      node->add_addresses(a);
+      node->add_allowed_ips(a);
+    }
+    req.mutable_add_tunnel()->set_id(found.agent_id());
+    if (!rw->Write(req)) {
+      std::cerr << "wsa: the coordination stream closed at once: " << rw->Finish().error_message()
+                << "\n";
+      return 1;
+    }
+  }
+
+  int exit_code = 0;
+  bool dialing = false;
+  std::string failure;
+  asio::steady_timer deadline(io);
+  deadline.expires_after(connect_timeout);
+  deadline.async_wait([&](std::error_code ec) {
+    if (ec) return;
+    failure = "could not reach agent \"" + agent + "\" over the overlay within " +
+              std::to_string(connect_timeout.count()) + " s";
+    io.stop();
+  });
+  auto onResponse = [&](const ov::CoordinateResponse& r) {
+    if (!r.error().empty()) {
+      failure = "control server: " + r.error();
+      io.stop();
+      return;
+    }
+    for (const auto& up : r.peer_updates()) {
+      if (up.id() != found.agent_id() ||
+          up.kind() != ov::CoordinateResponse::PeerUpdate::KIND_NODE) {
+        if (up.id() == found.agent_id()) log->info("agent: {}", up.reason());
+        continue;
+      }
+      const auto& node = up.node();
+      if (node.key().size() != 32) continue;
+      wg::PeerConfig pc;
+      std::memcpy(pc.public_key.data(), node.key().data(), 32);
+      std::vector<wg::Prefix> allowed;
+      for (const auto& a : node.allowed_ips().empty() ? node.addresses() : node.allowed_ips()) {
+        if (auto p = wg::parsePrefix(a)) allowed.push_back(*p);
+      }
+      pc.allowed_ips = allowed;
+      for (const auto& e : node.endpoints()) {
+        if (auto ep = wg::parseEndpoint(e)) {
+          pc.endpoint = *ep;
+          break;
+        }
+      }
+      if (!pc.endpoint) {
+        log->warn("agent node has no usable UDP endpoint yet");
+        continue;
+      }
+      if (auto st = device.setPeer(pc); !st) {
+        failure = st.error();
+        io.stop();
+        return;
+      }
+      log->info("agent node: key set, endpoint {}", pc.endpoint->toString());
+      if (dialing) continue;
+      dialing = true;
+      std::string to = stripPrefix(found.agent_addresses(0));
+      stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
+        if (!s) {
+          failure = "connect to " + agent + " port " + std::to_string(port) + ": " + s.error();
+          io.stop();
+          return;
+        }
+        deadline.cancel();
+        log->info("connected to {} ({}) port {}", agent, to, port);
+        net::splice(std::move(*s), std::make_unique<StdioStream>(io),
+                    [&](const net::SpliceResult&) { io.stop(); });
+      });
+    }
+  };
+  std::thread reader([&] {
+    ov::CoordinateResponse r;
+    while (rw->Read(&r)) {
+      asio::post(io, [&, r] { onResponse(r); });
+    }
+    asio::post(io, [&] {
+      if (!dialing && failure.empty()) failure = "the coordination stream ended";
+    });
+  });
+
+  io.run();
+
+  cctx.TryCancel();
+  reader.join();
+  rw->Finish();
+  if (!failure.empty()) {
+    std::cerr << "wsa: " << failure << "\n";
+    exit_code = 1;
+  }
+  logging::flush();
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"wsa " WSA_VERSION " — reach a workspace through the overlay"};
+  std::string url, token, token_file, level = "warn";
+  std::string agent;
+  int port = 22;
+  int timeout = 30;
+  app.add_option("--url", url, "Control server URL (http://, https://, unix:)")
+      ->envname("WSA_URL")
+      ->required();
+  app.add_option("--token", token, "User token (prefer --token-file)")->envname("WSA_TOKEN");
+  app.add_option("--token-file", token_file, "File holding the user token")
+      ->envname("WSA_TOKEN_FILE");
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--connect-timeout", timeout, "Seconds to reach the agent")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
+  auto* proxy_cmd = app.add_subcommand(
+      "proxy", "Join stdin/stdout to a TCP port of the agent (an ssh ProxyCommand)");
+  proxy_cmd->add_option("agent", agent, "Agent name")->required();
+  proxy_cmd->add_option("port", port, "Overlay TCP port (22: SSH)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  app.require_subcommand(1);
+  WSA_CLI_PARSE(app, argc, argv);
+
+  if (token.empty() && !token_file.empty()) {
+    std::ifstream f(token_file);
+    if (!f) {
+      std::cerr << "wsa: --token-file " << token_file << ": " << std::strerror(errno) << "\n";
+      return 2;
+    }
+    std::getline(f, token);
+  }
+  if (token.empty()) {
+    std::cerr << "wsa: a token is needed (--token-file, --token or WSA_TOKEN)\n";
+    return 2;
+  }
+  wsa::logging::Options lopts;
+  lopts.level = level;
+  if (auto st = wsa::logging::init(lopts); !st) {
+    std::cerr << "wsa: " << st.error() << "\n";
+    return 2;
+  }
+  return proxy(url, token, agent, static_cast<uint16_t>(port), std::chrono::seconds(timeout));
+}

@@ -1,0 +1,116 @@
+// The client CLI (`wsa`) reaching the real agent through the overlay, coordinated by the real
+// controld: no privileges, no TUN, everything on loopback (the agent publishes 127.0.0.1 as
+// its UDP endpoint). The real OpenSSH client uses `wsa proxy` as its ProxyCommand.
+
+#include <gtest/gtest.h>
+
+#include "support/agent_harness.h"
+#include "support/controld_harness.h"
+#include "support/process.h"
+#include "support/util.h"
+
+namespace wsa::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cd_ = std::make_unique<ControldHarness>(basicControldConfig());  // mallory may not reach dev
+    cd_->start();
+    AgentHarness::Options ao;
+    ao.extra_args = {"--overlay-endpoint", "127.0.0.1"};
+    agent_ = std::make_unique<AgentHarness>(cd_->controlUrl(), cd_->agentToken(), ao);
+    agent_->start();
+    ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connected"] == true; }, scaled(20s)))
+        << cd_->agentView().dump();
+    writeText(tmp_.file("alice.token"), cd_->userToken(0));
+    writeText(tmp_.file("mallory.token"), cd_->userToken(1));
+  }
+  void TearDown() override {
+    if (agent_) {
+      EXPECT_EQ(agent_->stop(), 0);
+      if (HasFailure()) std::cerr << "---- agent log ----\n" << agent_->log() << "\n";
+    }
+  }
+  std::vector<std::string> wsa(const std::string& user, std::vector<std::string> args) {
+    std::vector<std::string> argv = {WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
+                                     tmp_.file(user + ".token"), "--connect-timeout", "20"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  std::string proxyCommand() {
+    std::string cmd;
+    for (const auto& a : wsa("alice", {"proxy", "%h", "22"})) cmd += (cmd.empty() ? "" : " ") + a;
+    return cmd;
+  }
+  SplitResult ssh(const std::string& command, const std::string& input = "") {
+    return runSplit({"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+                     "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
+                     "ProxyCommand=" + proxyCommand(), "someone@dev", command},
+                    scaled(60s), {}, input);
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<ControldHarness> cd_;
+  std::unique_ptr<AgentHarness> agent_;
+};
+
+TEST_F(ClientTest, SshThroughTheOverlayWithWsaAsProxyCommand) {
+  auto r = ssh("echo hello-$((6*7)); exit 3");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(r.out, "hello-42\n") << r.err;
+  // 8 MiB up, checksummed on the other side.
+  std::string data(8 << 20, '\0');
+  uint32_t x = 7;
+  for (auto& c : data) {
+    x = x * 1664525 + 1013904223;
+    c = static_cast<char>(x >> 24);
+  }
+  writeText(tmp_.file("data"), data);
+  auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
+  auto up = ssh("sha256sum", data);
+  EXPECT_EQ(up.code, 0) << up.err;
+  EXPECT_EQ(up.out.substr(0, 64), want);
+  // The agent learned the client as a coordinated peer and reports the SSH sessions.
+  ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connections"].size() >= 4; }, scaled(15s)));
+  auto conns = cd_->agentView()["connections"];
+  EXPECT_EQ(conns[0]["ip"].get<std::string>().rfind("100.", 0), 0u) << conns.dump();
+}
+
+TEST_F(ClientTest, ProxyReachesTheHttpApiAndReportsErrorsClearly) {
+  auto api = runSplit(wsa("alice", {"proxy", "dev", "4"}), scaled(30s), {},
+                      "GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(api.code, 0) << api.err;
+  EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
+  EXPECT_NE(api.out.find("Hello from the wsa agent"), std::string::npos) << api.out;
+
+  struct Case {
+    std::string user;
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  } cases[] = {
+      {"alice", {"proxy", "nosuch", "22"}, 1, "nosuch"},
+      {"mallory", {"proxy", "dev", "22"}, 1, "dev"},
+      {"alice", {"proxy", "dev", "5999"}, 1, "port 5999"},  // nothing listens: refused
+      {"alice", {"proxy", "dev", "70000"}, 2, "70000"},
+      {"alice", {"bogus"}, 2, "subcommand"},
+  };
+  for (const auto& c : cases) {
+    auto r = runSplit(wsa(c.user, c.args), scaled(40s), {}, "");
+    EXPECT_EQ(r.code, c.code) << c.args[0] << " " << (c.args.size() > 1 ? c.args[1] : "") << ": "
+                              << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+  auto no_token = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "proxy", "dev"},
+                           scaled(10s));
+  EXPECT_EQ(no_token.code, 2);
+  EXPECT_NE(no_token.err.find("token"), std::string::npos) << no_token.err;
+  // Tokens never show up in what the client prints.
+  EXPECT_EQ(api.err.find(cd_->userToken(0)), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wsa::test
