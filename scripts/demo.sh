@@ -49,6 +49,10 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/controld.ready" ] && break; sleep 0.1; done
 [ -s "$demo/controld.ready" ] || { echo "controld did not start; see $demo/controld.log" >&2; exit 1; }
 
+user_token_file="$demo/user.token"
+(umask 077; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["users"][0]["token"])' \
+   "$demo/controld.json" > "$user_token_file")
+agent_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agents"][0]["name"])' "$demo/controld.json")
 agent_token_file="$demo/agent.token"
 (umask 077; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agents"][0]["token"])' \
    "$demo/controld.json" > "$agent_token_file")
@@ -80,7 +84,8 @@ rm -f "$demo/agent.ready"
 setsid "$bin/agent" --url "http://$grpc" --token-file "$agent_token_file" \
   --log-dir "$demo/agent-logs" --script-data-dir "$demo/agent-data" \
   --prometheus-address "$prom" --debug-address "$debug" --ready-file "$demo/agent.ready" \
-  --pty-listen "$pty" --speedtest-listen "$speed" --api-listen "$api" "${overlay_args[@]}" &
+  --pty-listen "$pty" --speedtest-listen "$speed" --api-listen "$api" \
+  --overlay-endpoint 127.0.0.1 "${overlay_args[@]}" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/agent.ready" ] && break; sleep 0.1; done
 [ -s "$demo/agent.ready" ] || { echo "the agent did not start" >&2; exit 1; }
@@ -143,6 +148,12 @@ cat <<MSG
       curl -s http://$debug/debug/state
       curl -s http://$api/api/v0/listening-ports
       $bin/wsa-speedtest $speed -t 3s            # -d upload for the other direction
+
+    The way in through the overlay, as a user (the wsa client joins the overlay itself):
+      ssh -o ProxyCommand='$bin/wsa --url http://$grpc --token-file $user_token_file proxy %h 22' \\
+          $(id -un)@$agent_name
+      printf 'GET /api/v0/listening-ports HTTP/1.0\\r\\n\\r\\n' | \\
+          $bin/wsa --url http://$grpc --token-file $user_token_file proxy $agent_name 4
 $way_in
     Ctrl-C stops everything. State: $demo
 MSG

@@ -1,11 +1,15 @@
 #include "agent/overlay.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 
 #include <asio/io_context.hpp>
 #include <cstring>
 #include <map>
 
+#include "agent/api.h"
+#include "agent/supervisor.h"
 #include "netstack/forward.h"
 #include "netstack/netstack.h"
 #include "wg/device.h"
@@ -13,6 +17,7 @@
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/logging.h"
+#include "wsa/overlay/v1/coordinate.pb.h"
 
 namespace wsa::agent {
 
@@ -169,12 +174,6 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
 
 // --- coordination ---------------------------------------------------------------------------
 
-#include <ifaddrs.h>
-#include <net/if.h>
-
-#include "agent/api.h"
-#include "agent/supervisor.h"
-#include "wsa/overlay/v1/coordinate.pb.h"
 
 namespace wsa::agent {
 
