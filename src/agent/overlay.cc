@@ -14,6 +14,7 @@
 #include "netstack/netstack.h"
 #include "wg/device.h"
 #include "wg/metrics.h"
+#include "wg/node.h"
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/logging.h"
@@ -275,13 +276,7 @@ std::vector<std::string> Overlay::endpoints() const {
 
 void Overlay::describeSelf(const std::string& id, overlay::v1::Node* node) const {
   node->set_id(id);
-  const auto& key = impl_->device_.publicKey();
-  node->set_key(std::string(reinterpret_cast<const char*>(key.data()), key.size()));
-  for (const auto& a : impl_->cidrs_) {
-    node->add_addresses(a);
-    node->add_allowed_ips(a);
-  }
-  for (const auto& e : endpoints()) node->add_endpoints(e);
+  wg::describeNode(impl_->device_.publicKey(), impl_->cidrs_, endpoints(), node);
 }
 
 void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& u) {
@@ -298,25 +293,12 @@ void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
     return;
   }
   if (u.kind() != Kind::KIND_NODE) return;
-  const auto& n = u.node();
-  if (n.key().size() != 32) {
-    log->warn("overlay peer {}: a key of {} bytes, ignored", u.id(), n.key().size());
+  auto peer = wg::peerFromNode(u.node());
+  if (!peer) {
+    log->warn("overlay peer {}: {}, ignored", u.id(), peer.error());
     return;
   }
-  wg::PeerConfig pc;
-  std::memcpy(pc.public_key.data(), n.key().data(), 32);
-  std::vector<wg::Prefix> allowed;
-  const auto& list = n.allowed_ips().empty() ? n.addresses() : n.allowed_ips();
-  for (const auto& a : list) {
-    if (auto p = wg::parsePrefix(a)) allowed.push_back(*p);
-  }
-  pc.allowed_ips = allowed;
-  for (const auto& e : n.endpoints()) {
-    if (auto ep = wg::parseEndpoint(e)) {
-      pc.endpoint = *ep;
-      break;
-    }
-  }
+  const wg::PeerConfig& pc = *peer;
   if (known != impl_->peers_.end() && known->second != pc.public_key) {
     impl_->device_.removePeer(known->second);  // the peer has a new key (it restarted)
   }
@@ -326,7 +308,7 @@ void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
   }
   bool added = known == impl_->peers_.end();
   impl_->peers_[u.id()] = pc.public_key;
-  if (added) log->info("overlay peer {} added ({} allowed IPs)", u.id(), allowed.size());
+  if (added) log->info("overlay peer {} added ({} allowed IPs)", u.id(), pc.allowed_ips->size());
 }
 
 size_t Overlay::peerCount() const { return impl_->peers_.size(); }

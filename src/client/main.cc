@@ -25,6 +25,7 @@
 #include "common/cli_parse.h"
 #include "netstack/netstack.h"
 #include "wg/device.h"
+#include "wg/node.h"
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
@@ -144,12 +145,10 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
     ov::CoordinateRequest req;
     auto* node = req.mutable_update_self()->mutable_node();
     node->set_id(found.client_id());
-    const auto& key = device.publicKey();
-    node->set_key(std::string(reinterpret_cast<const char*>(key.data()), key.size()));
-    for (const auto& a : found.client_addresses()) {
-      node->add_addresses(a);
-      node->add_allowed_ips(a);
-    }
+    // No endpoints: we initiate, and the agent learns ours from the first packet.
+    wg::describeNode(device.publicKey(),
+                     {found.client_addresses().begin(), found.client_addresses().end()}, {},
+                     node);
     req.mutable_add_tunnel()->set_id(found.agent_id());
     if (!rw->Write(req)) {
       std::cerr << "wsa: the coordination stream closed at once: " << rw->Finish().error_message()
@@ -181,21 +180,12 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
         if (up.id() == found.agent_id()) log->info("agent: {}", up.reason());
         continue;
       }
-      const auto& node = up.node();
-      if (node.key().size() != 32) continue;
-      wg::PeerConfig pc;
-      std::memcpy(pc.public_key.data(), node.key().data(), 32);
-      std::vector<wg::Prefix> allowed;
-      for (const auto& a : node.allowed_ips().empty() ? node.addresses() : node.allowed_ips()) {
-        if (auto p = wg::parsePrefix(a)) allowed.push_back(*p);
+      auto peer = wg::peerFromNode(up.node());
+      if (!peer) {
+        log->warn("agent node: {}", peer.error());
+        continue;
       }
-      pc.allowed_ips = allowed;
-      for (const auto& e : node.endpoints()) {
-        if (auto ep = wg::parseEndpoint(e)) {
-          pc.endpoint = *ep;
-          break;
-        }
-      }
+      const wg::PeerConfig& pc = *peer;
       if (!pc.endpoint) {
         log->warn("agent node has no usable UDP endpoint yet");
         continue;
