@@ -83,10 +83,17 @@ TEST(WgUdpTest, SendQueueIsBoundedAndCountsWhatItDrops) {
   EXPECT_EQ((*b)->queued(), UdpBind::kMaxQueued);
   EXPECT_EQ((*b)->stats().tx_dropped, 500u);
   ASSERT_TRUE(runUntil(io, [&] { return (*b)->queued() == 0; }));
-  ASSERT_TRUE(runUntil(io, [&] { return got == UdpBind::kMaxQueued; }));
+  EXPECT_EQ((*b)->stats().tx_datagrams, UdpBind::kMaxQueued) << "everything queued was sent";
+  // (How many arrive depends on the receiver's socket buffer, net.core.rmem_max: not ours.)
+  ASSERT_TRUE(runUntil(io, [&] { return got > 0; }));
   // And it keeps working after the overflow.
-  (*b)->send(to, payload);
-  ASSERT_TRUE(runUntil(io, [&] { return got == UdpBind::kMaxQueued + 1; }));
+  ASSERT_TRUE(runUntil(io, [&] {
+    size_t before = got;
+    (*b)->send(to, payload);
+    io.restart();
+    io.run_for(std::chrono::milliseconds(20));
+    return got > before;
+  }));
 }
 
 TEST(WgUdpTest, BindErrorsAreClear) {
