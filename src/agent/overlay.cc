@@ -241,7 +241,12 @@ class Coordinator final : public BasicRoutine {
   void onResponse(const overlay::v1::CoordinateResponse& r) {
     if (done()) return;
     if (!r.error().empty()) logging::get("overlay")->warn("coordination: {}", r.error());
-    for (const auto& u : r.peer_updates()) overlay_.applyPeerUpdate(u);
+    overlay::v1::CoordinateRequest ready;
+    for (const auto& u : r.peer_updates()) {
+      if (overlay_.applyPeerUpdate(u)) ready.add_ready_for_handshake()->set_id(u.id());
+    }
+    // Tell the new peers (clients wait for it) that their first handshake will be answered.
+    if (ready.ready_for_handshake_size() > 0 && stream_) stream_->send(ready);
   }
   void onDone(const RpcStatus& st) {
     if (!endCall()) return;
@@ -279,7 +284,7 @@ void Overlay::describeSelf(const std::string& id, overlay::v1::Node* node) const
   wg::describeNode(impl_->device_.publicKey(), impl_->cidrs_, endpoints(), node);
 }
 
-void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& u) {
+bool Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& u) {
   auto log = impl_->log_;
   using Kind = overlay::v1::CoordinateResponse_PeerUpdate;
   auto known = impl_->peers_.find(u.id());
@@ -290,25 +295,25 @@ void Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
       log->info("overlay peer {} {}", u.id(),
                 u.kind() == Kind::KIND_LOST ? "lost" : "disconnected");
     }
-    return;
+    return false;
   }
-  if (u.kind() != Kind::KIND_NODE) return;
+  if (u.kind() != Kind::KIND_NODE) return false;
   auto peer = wg::peerFromNode(u.node());
   if (!peer) {
     log->warn("overlay peer {}: {}, ignored", u.id(), peer.error());
-    return;
+    return false;
   }
   const wg::PeerConfig& pc = *peer;
-  if (known != impl_->peers_.end() && known->second != pc.public_key) {
-    impl_->device_.removePeer(known->second);  // the peer has a new key (it restarted)
-  }
+  bool new_key = known != impl_->peers_.end() && known->second != pc.public_key;
+  if (new_key) impl_->device_.removePeer(known->second);  // the peer restarted
   if (auto st = impl_->device_.setPeer(pc); !st) {
     log->warn("overlay peer {}: {}", u.id(), st.error());
-    return;
+    return false;
   }
   bool added = known == impl_->peers_.end();
   impl_->peers_[u.id()] = pc.public_key;
   if (added) log->info("overlay peer {} added ({} allowed IPs)", u.id(), pc.allowed_ips->size());
+  return added || new_key;
 }
 
 size_t Overlay::peerCount() const { return impl_->peers_.size(); }

@@ -79,7 +79,9 @@ class Overlay {
   size_t peerCount() const;
   // Coordination helpers (used by the coordinator routine).
   void describeSelf(const std::string& id, overlay::v1::Node* node) const;
-  void applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& update);
+  // Returns true when the update added a peer or changed its key: the peer may handshake now
+  // (the coordinator tells it with ready_for_handshake).
+  bool applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& update);
 
   class Impl;
 

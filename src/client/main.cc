@@ -168,6 +168,25 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
               std::to_string(connect_timeout.count()) + " s";
     io.stop();
   });
+  bool have_node = false, agent_ready = false;
+  asio::steady_timer ready_fallback(io);
+  auto startDial = [&] {
+    if (dialing) return;
+    dialing = true;
+    ready_fallback.cancel();
+    std::string to = stripPrefix(found.agent_addresses(0));
+    stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
+      if (!s) {
+        failure = "connect to " + agent + " port " + std::to_string(port) + ": " + s.error();
+        io.stop();
+        return;
+      }
+      deadline.cancel();
+      log->info("connected to {} ({}) port {}", agent, to, port);
+      net::splice(std::move(*s), std::make_unique<StdioStream>(io),
+                  [&](const net::SpliceResult&) { io.stop(); });
+    });
+  };
   auto onResponse = [&](const ov::CoordinateResponse& r) {
     if (!r.error().empty()) {
       failure = "control server: " + r.error();
@@ -175,9 +194,14 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
       return;
     }
     for (const auto& up : r.peer_updates()) {
-      if (up.id() != found.agent_id() ||
-          up.kind() != ov::CoordinateResponse::PeerUpdate::KIND_NODE) {
-        if (up.id() == found.agent_id()) log->info("agent: {}", up.reason());
+      if (up.id() != found.agent_id()) continue;
+      if (up.kind() == ov::CoordinateResponse::PeerUpdate::KIND_READY_FOR_HANDSHAKE) {
+        log->info("agent ready for our handshake");
+        agent_ready = true;
+        continue;
+      }
+      if (up.kind() != ov::CoordinateResponse::PeerUpdate::KIND_NODE) {
+        log->info("agent: {}", up.reason());
         continue;
       }
       auto peer = wg::peerFromNode(up.node());
@@ -196,21 +220,17 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
         return;
       }
       log->info("agent node: key set, endpoint {}", pc.endpoint->toString());
-      if (dialing) continue;
-      dialing = true;
-      std::string to = stripPrefix(found.agent_addresses(0));
-      stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
-        if (!s) {
-          failure = "connect to " + agent + " port " + std::to_string(port) + ": " + s.error();
-          io.stop();
-          return;
-        }
-        deadline.cancel();
-        log->info("connected to {} ({}) port {}", agent, to, port);
-        net::splice(std::move(*s), std::make_unique<StdioStream>(io),
-                    [&](const net::SpliceResult&) { io.stop(); });
-      });
+      if (!have_node) {
+        have_node = true;
+        // The agent says when it has added us (ready_for_handshake); should that not come,
+        // a short grace period stands in for it.
+        ready_fallback.expires_after(std::chrono::seconds(2));
+        ready_fallback.async_wait([&](std::error_code ec) {
+          if (!ec) startDial();
+        });
+      }
     }
+    if (have_node && agent_ready) startDial();
   };
   std::thread reader([&] {
     ov::CoordinateResponse r;

@@ -80,9 +80,11 @@ TEST_F(ClientTest, SshThroughTheOverlayWithWsaAsProxyCommand) {
 }
 
 TEST_F(ClientTest, ProxyReachesTheHttpApiAndReportsErrorsClearly) {
-  auto api = runSplit(wsa("alice", {"proxy", "dev", "4"}), scaled(30s), {},
+  auto api = runSplit(wsa("alice", {"--log-level", "info", "proxy", "dev", "4"}), scaled(30s), {},
                       "GET / HTTP/1.0\r\n\r\n");
   EXPECT_EQ(api.code, 0) << api.err;
+  // The agent announced it had added us before we sent our first handshake.
+  EXPECT_NE(api.err.find("agent ready for our handshake"), std::string::npos) << api.err;
   EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
   EXPECT_NE(api.out.find("Hello from the wsa agent"), std::string::npos) << api.out;
 
