@@ -49,6 +49,7 @@ class Overlay::Impl {
   std::vector<std::string> cidrs_;  // as the manifest gave them
   OverlayOptions options_;
   std::map<std::string, wg::PublicKey> peers_;  // coordinated peers by id
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::shared_ptr<spdlog::logger> log_;
 };
 
@@ -94,11 +95,15 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   }
   // Every other port goes to the workspace's loopback; the gate connects there first, so a
   // closed port is refused to the overlay client.
+  // (Accepts are handed over from the loop: one may arrive after the overlay is gone.)
   impl->stack_->setForwarder(
-      [impl](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+      [impl, alive = impl->alive_](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+        if (!*alive) return;
         impl->forwarder_.forward(std::move(s), info.local_port, info.remote);
       },
-      [impl](const netstack::ConnectionInfo& info, std::function<void(bool)> admit) {
+      [impl, alive = impl->alive_](const netstack::ConnectionInfo& info,
+                                   std::function<void(bool)> admit) {
+        if (!*alive) return admit(false);
         impl->forwarder_.gate(info.local_port, info.remote, std::move(admit));
       });
 
@@ -125,7 +130,9 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   return o;
 }
 
-Overlay::~Overlay() = default;
+Overlay::~Overlay() {
+  if (impl_) *impl_->alive_ = false;
+}
 
 const std::vector<std::string>& Overlay::addresses() const { return impl_->addresses_; }
 std::string Overlay::publicKey() const { return wg::toBase64(impl_->device_.publicKey()); }

@@ -5,6 +5,8 @@
 //   wsa --url URL --token-file FILE proxy AGENT PORT
 //       stdin/stdout joined to AGENT's overlay PORT: an ssh ProxyCommand
 //       (ssh -o ProxyCommand='wsa --url … proxy %h 22' user@dev)
+//   wsa --url URL --token-file FILE forward AGENT [ADDR:]LOCAL:REMOTE
+//       a local listener whose connections go to AGENT's overlay port REMOTE
 //
 // The control server resolves the agent (LookupAgent: the user must be allowed to reach it),
 // gives this session an overlay identity, and introduces the two peers over Coordinate.
@@ -15,6 +17,7 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <cstring>
@@ -30,6 +33,7 @@
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
 #include "wsa/control/channel.h"
+#include "wsa/net/listener.h"
 #include "wsa/net/splice.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 #include "wsa/version.h"
@@ -66,8 +70,16 @@ class StdioStream final : public net::ByteStream {
 
 std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
-int proxy(const std::string& url_text, const std::string& token, const std::string& agent,
-          uint16_t port, std::chrono::seconds connect_timeout) {
+// What to do once the agent is reachable: join stdio to `port` (proxy), or listen on `listen`
+// and join each local connection to `port` (forward).
+struct Target {
+  uint16_t port = 0;
+  std::string listen;  // empty: proxy stdio
+};
+
+int run(const std::string& url_text, const std::string& token, const std::string& agent,
+        const Target& target, std::chrono::seconds connect_timeout) {
+  const uint16_t port = target.port;
   auto log = logging::get("wsa");
   auto url = control::parseControlUrl(url_text);
   if (!url) {
@@ -170,11 +182,42 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
   });
   bool have_node = false, agent_ready = false;
   asio::steady_timer ready_fallback(io);
+  std::vector<std::unique_ptr<net::Listener>> listeners;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   auto startDial = [&] {
     if (dialing) return;
     dialing = true;
     ready_fallback.cancel();
     std::string to = stripPrefix(found.agent_addresses(0));
+    if (!target.listen.empty()) {
+      // Port forwarding: every local connection gets its own overlay connection.
+      deadline.cancel();
+      auto bound = net::listenStreams(
+          io, target.listen, "port forward",
+          [&, to](net::ByteStreamPtr local) {
+            auto holder = std::make_shared<net::ByteStreamPtr>(std::move(local));
+            stack->dial(to, port, [&, holder](Result<net::ByteStreamPtr> s) {
+              if (!s) {
+                log->warn("{} port {}: {}", agent, port, s.error());
+                (*holder)->abort();
+                return;
+              }
+              net::splice(std::move(*s), std::move(*holder), nullptr);
+            });
+          },
+          listeners);
+      if (!bound) {
+        failure = "forward: " + bound.error();
+        io.stop();
+        return;
+      }
+      std::cerr << "wsa: forwarding " << *bound << " to " << agent << " port " << port
+                << " (Ctrl-C stops)" << std::endl;
+      signals.async_wait([&](std::error_code ec, int) {
+        if (!ec) io.stop();
+      });
+      return;
+    }
     stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
       if (!s) {
         failure = "connect to " + agent + " port " + std::to_string(port) + ": " + s.error();
@@ -244,6 +287,18 @@ int proxy(const std::string& url_text, const std::string& token, const std::stri
 
   io.run();
 
+  // Teardown in order: the stack first (its open connections end with a reset, sent through
+  // the device, which must still exist), then let the completions that causes run, so nothing
+  // that holds a socket outlives the loop's handlers.
+  signals.cancel();
+  deadline.cancel();
+  ready_fallback.cancel();
+  listeners.clear();
+  stack.reset();
+  for (int i = 0; i < 1000; ++i) {
+    io.restart();
+    if (io.poll() == 0) break;
+  }
   cctx.TryCancel();
   reader.join();
   rw->Finish();
@@ -279,8 +334,44 @@ int main(int argc, char** argv) {
   proxy_cmd->add_option("port", port, "Overlay TCP port (22: SSH)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  std::string spec;
+  auto* forward_cmd = app.add_subcommand(
+      "forward", "Forward a local TCP port to a port of the agent until interrupted");
+  forward_cmd->add_option("agent", agent, "Agent name")->required();
+  forward_cmd->add_option("ports", spec,
+                          "[LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (same port "
+                          "locally); the local address defaults to 127.0.0.1")
+      ->required();
   app.require_subcommand(1);
   WSA_CLI_PARSE(app, argc, argv);
+
+  Target target;
+  target.port = static_cast<uint16_t>(port);
+  if (forward_cmd->parsed()) {
+    auto number = [](const std::string& s) -> int {
+      if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) {
+        return -1;
+      }
+      return std::stoi(s);
+    };
+    size_t colon = spec.rfind(':');
+    int remote = number(colon == std::string::npos ? spec : spec.substr(colon + 1));
+    std::string local = colon == std::string::npos ? spec : spec.substr(0, colon);
+    if (remote < 1 || remote > 65535) {
+      std::cerr << "wsa: forward " << spec << ": the remote port must be 1 to 65535\n";
+      return 2;
+    }
+    int local_port = number(local);
+    if (local_port >= 0) {
+      if (local_port > 65535) {
+        std::cerr << "wsa: forward " << spec << ": the local port must be 0 to 65535\n";
+        return 2;
+      }
+      local = "127.0.0.1:" + local;
+    }
+    target.port = static_cast<uint16_t>(remote);
+    target.listen = local;
+  }
 
   if (token.empty() && !token_file.empty()) {
     std::ifstream f(token_file);
@@ -300,5 +391,5 @@ int main(int argc, char** argv) {
     std::cerr << "wsa: " << st.error() << "\n";
     return 2;
   }
-  return proxy(url, token, agent, static_cast<uint16_t>(port), std::chrono::seconds(timeout));
+  return run(url, token, agent, target, std::chrono::seconds(timeout));
 }

@@ -190,6 +190,14 @@ int run(const Config& cfg) {
   }
   ::unlink(sock_path.c_str());
   const auto& c = device.counters();
+  // The stack goes before the device it sends through (open connections end with a reset);
+  // then the completions that causes run while the loop still exists.
+  stack.reset();
+  forwarder.reset();
+  for (int i = 0; i < 1000; ++i) {
+    io.restart();
+    if (io.poll() == 0) break;
+  }
   log->info("{}: handshakes {}, rx {} datagrams, tx {} datagrams ({} dropped at the send queue), "
             "tun rx {} tx {} ({} dropped)",
             ifname, c.handshakes_completed, udp->stats().rx_datagrams, udp->stats().tx_datagrams,

@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <regex>
+
 #include "support/agent_harness.h"
 #include "support/controld_harness.h"
+#include "support/http_client.h"
 #include "support/process.h"
 #include "support/util.h"
 
@@ -112,6 +116,40 @@ TEST_F(ClientTest, ProxyReachesTheHttpApiAndReportsErrorsClearly) {
   EXPECT_NE(no_token.err.find("token"), std::string::npos) << no_token.err;
   // Tokens never show up in what the client prints.
   EXPECT_EQ(api.err.find(cd_->userToken(0)), std::string::npos);
+}
+
+TEST_F(ClientTest, ForwardServesALocalPortUntilInterrupted) {
+  Process::Options o;
+  o.argv = wsa("alice", {"forward", "dev", "0:4"});
+  o.stderr_path = tmp_.file("forward.err");
+  auto fwd = Process::start(o);
+  std::smatch m;
+  std::string err;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        err = readText(tmp_.file("forward.err"));
+        return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port 4)"));
+      },
+      scaled(30s)))
+      << err;
+  std::string local = m[1];
+  // Each local connection is its own overlay connection to the agent's HTTP API.
+  for (int i = 0; i < 3; ++i) {
+    auto r = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_NE(r.body.find("Hello from the wsa agent"), std::string::npos) << r.body;
+  }
+  fwd->signal(SIGTERM);
+  EXPECT_EQ(fwd->wait(scaled(10s)), std::optional<int>(0)) << readText(tmp_.file("forward.err"));
+  // The port is closed again.
+  auto gone = httpRequest("GET", "http://" + local + "/", "", {}, scaled(5s));
+  EXPECT_EQ(gone.status, 0);
+
+  for (std::string bad : {"99999", "8080:0", "x:y"}) {
+    auto r = runSplit(wsa("alice", {"forward", "dev", bad}), scaled(10s));
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace
