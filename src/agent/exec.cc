@@ -54,6 +54,16 @@ ExecArgs::ExecArgs(std::vector<std::string> a, std::vector<std::string> e)
   envp.push_back(nullptr);
 }
 
+int awaitExec(int status_fd) {
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_fd, &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(status_fd);
+  return n == static_cast<ssize_t>(sizeof(child_errno)) ? child_errno : 0;
+}
+
 void execInChild(const std::string& program, char** argv, char** envp,
                  const ChildPriority& priority, const std::string& oom_text,
                  const std::string& cwd, int status_fd) {
@@ -286,13 +296,7 @@ Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Comman
   ::close(out[1]);
   if (err[1] >= 0) ::close(err[1]);
   ::close(status[1]);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(status[0], &child_errno, sizeof(child_errno));
-  } while (n < 0 && errno == EINTR);
-  ::close(status[0]);
-  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+  if (int child_errno = awaitExec(status[0]); child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     ::close(out[0]);
     if (err[0] >= 0) ::close(err[0]);

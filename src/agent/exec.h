@@ -44,6 +44,10 @@ struct ExecArgs {
                               const ChildPriority& priority, const std::string& oom_text,
                               const std::string& cwd, int status_fd);
 
+// The parent's side of execInChild's status pipe: closes `status_fd` and returns the errno
+// the child reported, or 0 once the exec succeeded (the pipe closed on exec).
+int awaitExec(int status_fd);
+
 struct Command {
   std::vector<std::string> argv;   // argv[0] resolved through PATH of `env` if not absolute
   std::vector<std::string> env;    // the complete environment, "KEY=VALUE"

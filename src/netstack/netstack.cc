@@ -177,12 +177,7 @@ class Netstack::Impl {
     auto l = listeners_.find(port);
     if (l != listeners_.end() && !l->second->forwarded) return false;  // a service of our own
     if (!gate_) {
-      if (l != listeners_.end()) return false;
-      if (forwarded_ports_ >= opts_.max_forwarded_ports) {
-        stats_.forwarded_ports_refused++;
-        return false;
-      }
-      if (openListener(port, forwarder_, true)) forwarded_ports_++;
+      if (l == listeners_.end()) openForwardedListener(port);
       return false;
     }
     // Gated: one decision per connection (SYN retransmissions while deciding are dropped; a
@@ -221,22 +216,24 @@ class Netstack::Impl {
     return true;
   }
 
+  // A listener of the forwarder's for `port`, within max_forwarded_ports (refusals counted).
+  bool openForwardedListener(uint16_t port) {
+    if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+      stats_.forwarded_ports_refused++;
+      return false;
+    }
+    if (!openListener(port, forwarder_, true)) return false;
+    forwarded_ports_++;
+    return true;
+  }
+
   void decide(const std::string& key, uint16_t port, bool admit) {
     auto it = held_.find(key);
     if (it == held_.end()) return;
     std::vector<uint8_t> syn = std::move(it->second);
     held_.erase(it);
     size_t tcp_off = (syn[0] >> 4) == 4 ? static_cast<size_t>(syn[0] & 0x0f) * 4 : 40;
-    if (admit && listeners_.count(port) == 0) {
-      if (forwarded_ports_ >= opts_.max_forwarded_ports) {
-        stats_.forwarded_ports_refused++;
-        admit = false;
-      } else if (openListener(port, forwarder_, true)) {
-        forwarded_ports_++;
-      } else {
-        admit = false;
-      }
-    }
+    if (admit && listeners_.count(port) == 0) admit = openForwardedListener(port);
     if (!admit) {
       sendReset(syn, tcp_off);
       return;

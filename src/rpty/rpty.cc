@@ -571,13 +571,8 @@ Server::Server(asio::io_context& io, Clock& clock, Options options, Hooks hooks)
 Server::~Server() { shutdown(); }
 
 Result<std::string> Server::listen(const std::string& address) {
-  std::weak_ptr<Impl> weak = impl_;
-  return net::listenStreams(
-      impl_->io_, address, "reconnecting PTY",
-      [weak](net::ByteStreamPtr stream) {
-        if (auto impl = weak.lock()) impl->serve(std::move(stream));
-      },
-      impl_->listeners_);
+  return net::listenStreamsTo(impl_->io_, address, "reconnecting PTY",
+                              std::weak_ptr<Impl>(impl_), impl_->listeners_);
 }
 
 void Server::serve(net::ByteStreamPtr stream) { impl_->serve(std::move(stream)); }

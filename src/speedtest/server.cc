@@ -274,13 +274,8 @@ Server::Server(asio::io_context& io, Clock& clock, ServerOptions options, Server
 Server::~Server() { shutdown(); }
 
 Result<std::string> Server::listen(const std::string& address) {
-  std::weak_ptr<Impl> weak = impl_;
-  return net::listenStreams(
-      impl_->io_, address, "speed test",
-      [weak](net::ByteStreamPtr stream) {
-        if (auto impl = weak.lock()) impl->serve(std::move(stream));
-      },
-      impl_->listeners_);
+  return net::listenStreamsTo(impl_->io_, address, "speed test", std::weak_ptr<Impl>(impl_),
+                              impl_->listeners_);
 }
 
 void Server::serve(net::ByteStreamPtr stream) { impl_->serve(std::move(stream)); }

@@ -121,14 +121,8 @@ Result<Child> spawnChild(const ChildSpec& spec) {
     ::close(status[0]);
     return makeError(std::string("fork: ") + std::strerror(e));
   }
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(status[0], &child_errno, sizeof(child_errno));
-  } while (n < 0 && errno == EINTR);
-  ::close(status[0]);
   c.pid = pid;
-  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+  if (int child_errno = agent::awaitExec(status[0]); child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     for (int fd : {c.master, c.stdin_fd, c.stdout_fd, c.stderr_fd}) {
       if (fd >= 0) ::close(fd);

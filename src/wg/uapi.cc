@@ -265,14 +265,9 @@ Result<std::unique_ptr<UapiServer>> UapiServer::listen(asio::io_context& io, con
                                                        Device& device, UapiHooks hooks) {
   std::unique_ptr<UapiServer> s(new UapiServer());
   s->impl_ = std::make_shared<Impl>(device, std::move(hooks));
-  std::weak_ptr<Impl> weak = s->impl_;
   mode_t old = ::umask(077);  // the socket hands out private keys: owner only
-  auto bound = net::listenStreams(
-      io, "unix:" + path, "WireGuard configuration socket",
-      [weak](net::ByteStreamPtr stream) {
-        if (auto impl = weak.lock()) impl->serve(std::move(stream));
-      },
-      s->impl_->listeners_);
+  auto bound = net::listenStreamsTo(io, "unix:" + path, "WireGuard configuration socket",
+                                    std::weak_ptr<Impl>(s->impl_), s->impl_->listeners_);
   ::umask(old);
   if (!bound) return makeError(bound.error());
   return s;

@@ -55,4 +55,18 @@ Result<std::string> listenStreams(asio::io_context& io, const std::string& addre
                                   std::string what, std::function<void(ByteStreamPtr)> serve,
                                   std::vector<std::unique_ptr<Listener>>& into);
 
+// The same for a server object owned elsewhere: streams go to `target->serve()` while it
+// lives (the listener may outlive it by a callback).
+template <typename T>
+Result<std::string> listenStreamsTo(asio::io_context& io, const std::string& address,
+                                    std::string what, std::weak_ptr<T> target,
+                                    std::vector<std::unique_ptr<Listener>>& into) {
+  return listenStreams(
+      io, address, std::move(what),
+      [target](ByteStreamPtr stream) {
+        if (auto t = target.lock()) t->serve(std::move(stream));
+      },
+      into);
+}
+
 }  // namespace wsa::net
