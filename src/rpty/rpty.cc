@@ -348,6 +348,9 @@ class Session : public std::enable_shared_from_this<Session> {
     ended_ = true;
     idle_->cancel();
     drain_timer_->cancel();
+    // Logged before the shell is signalled: whoever watches the shell die
+    // finds the reason already written.
+    srv_->log_->info("reconnecting PTY session {} ended: {}", id_, reason);
     if (!exited_) {
       ::kill(-child_.pid, SIGHUP);
       auto weak = weak_from_this();
@@ -355,7 +358,6 @@ class Session : public std::enable_shared_from_this<Session> {
         if (auto s = weak.lock(); s && !s->exited_) ::kill(-s->child_.pid, SIGKILL);
       });
     }
-    srv_->log_->info("reconnecting PTY session {} ended: {}", id_, reason);
     std::error_code ec;
     master_.close(ec);
     auto conns = attached_;

@@ -48,13 +48,18 @@ class AgentOverlayTest : public ::testing::Test {
     ao.extra_args = {"--overlay-port", "51820", "--overlay-config-socket", agent_sock_};
     agent_ = std::make_unique<AgentHarness>(cd_->controlUrl(), cd_->agentToken(), ao);
     agent_->start();
-    // The overlay starts when the first manifest arrives.
-    ASSERT_TRUE(waitUntil([&] { return pathExists(agent_sock_); }, scaled(20s)))
-        << agent_->log();
+    // The overlay starts when the first manifest arrives. The configuration
+    // socket is bound before the "overlay up" line is logged, so wait for both.
     std::smatch m;
-    std::string log = agent_->log();
-    ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(overlay up: addresses ([0-9.]+), ([0-9a-f:]+),)")))
-        << log;
+    std::string log;
+    const std::regex up(R"(overlay up: addresses ([0-9.]+), ([0-9a-f:]+),)");
+    ASSERT_TRUE(waitUntil(
+        [&] {
+          log = agent_->log();
+          return pathExists(agent_sock_) && std::regex_search(log, m, up);
+        },
+        scaled(20s)))
+        << agent_->log();
     agent4_ = m[1];
     agent6_ = m[2];
 
