@@ -19,6 +19,8 @@ int maybeRunReaper(int argc, char** argv, bool no_reap) {
     sigaddset(&set, s);
   }
   sigprocmask(SIG_BLOCK, &set, nullptr);
+  // Said before the fork, so it precedes anything the agent logs.
+  std::fprintf(stderr, "wsa-agent: running as PID 1: reaping zombies and forwarding signals\n");
   pid_t child = ::fork();
   if (child < 0) {
     std::fprintf(stderr, "wsa-agent: fork: %s\n", std::strerror(errno));
@@ -35,7 +37,6 @@ int maybeRunReaper(int argc, char** argv, bool no_reap) {
     std::fprintf(stderr, "wsa-agent: re-exec: %s\n", std::strerror(errno));
     _exit(127);
   }
-  std::fprintf(stderr, "wsa-agent: running as PID 1: reaping zombies, agent is pid %d\n", child);
   while (true) {
     siginfo_t info{};
     int sig = ::sigwaitinfo(&set, &info);

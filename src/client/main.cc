@@ -265,11 +265,13 @@ int run(const std::string& url_text, const std::string& token, const std::string
       log->info("agent node: key set, endpoint {}", pc.endpoint->toString());
       if (!have_node) {
         have_node = true;
-        // The agent says when it has added us (ready_for_handshake); should that not come,
-        // a short grace period stands in for it.
-        ready_fallback.expires_after(std::chrono::seconds(2));
+        // The agent says when it has added us (ready_for_handshake); should that not come
+        // (an agent that predates it), a grace period stands in for it.
+        ready_fallback.expires_after(std::chrono::seconds(5));
         ready_fallback.async_wait([&](std::error_code ec) {
-          if (!ec) startDial();
+          if (ec) return;
+          log->info("the agent did not say it was ready for our handshake within 5 s; dialing");
+          startDial();
         });
       }
     }

@@ -56,8 +56,10 @@ class SshTest : public ::testing::Test {
     if (install_key) authorize(client_.publicKey());
     agent_->start();
     client_.trust("127.0.0.1", agent_->sshPort(), agent_->sshHostPublicKey());
-    // Sessions see the manifest once the agent has it.
-    ASSERT_TRUE(waitUntil([&] { return !cd_->agentView()["startup"].is_null(); }, seconds(20)));
+    // Sessions see the manifest once the agent has handed it to its services, which it does
+    // before it reports "starting" (controld's startup record comes earlier: too early).
+    ASSERT_TRUE(waitUntil([&] { return !cd_->agentView()["lifecycle"].empty(); }, seconds(20)))
+        << agent_->log();
   }
   void authorize(const std::string& pub) {
     std::string dir = agent_->home() + "/.ssh";
