@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "control/relay_stream.h"
+
 #include "wsa/agent/v1/apps.pb.h"
 #include "wsa/agent/v1/banner.pb.h"
 #include "wsa/agent/v1/connection.pb.h"
@@ -95,6 +97,14 @@ class AgentApi {
       std::function<void(const RpcStatus&)> on_done) {
     (void)on_response;
     (void)on_done;
+    return nullptr;
+  }
+  // The overlay's relay stream (Overlay.Relay): on_ready, on_packets and on_done arrive on the
+  // loop (`post` in the callbacks is set here). Fakes without a relay return null.
+  virtual std::shared_ptr<control::RelayStream> relay(const control::RelayStream::Key& hello_key,
+                                                      control::RelayStream::Callbacks callbacks) {
+    (void)hello_key;
+    (void)callbacks;
     return nullptr;
   }
   // Cancels every call in flight; their replies arrive (kCancelled) on the loop.

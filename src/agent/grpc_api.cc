@@ -6,6 +6,7 @@
 #include <asio/post.hpp>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -80,11 +81,27 @@ class CallRegistry {
     std::lock_guard l(mu_);
     cancelled_ = true;
     for (auto* c : calls_) c->TryCancel();
+    for (auto& [id, w] : relays_) {
+      if (auto r = w.lock()) r->cancel();
+    }
+  }
+  // Relay streams keep their context to themselves; they are cancelled through their handle.
+  uint64_t addRelay(const std::shared_ptr<control::RelayStream>& r) {
+    std::lock_guard l(mu_);
+    if (cancelled_) r->cancel();
+    relays_[++next_relay_] = r;
+    return next_relay_;
+  }
+  void removeRelay(uint64_t id) {
+    std::lock_guard l(mu_);
+    relays_.erase(id);
   }
 
  private:
   std::mutex mu_;
   std::set<grpc::ClientContext*> calls_;
+  std::map<uint64_t, std::weak_ptr<control::RelayStream>> relays_;
+  uint64_t next_relay_ = 0;
   bool cancelled_ = false;
 };
 
@@ -363,7 +380,30 @@ class GrpcApi final : public AgentApi {
     return std::make_unique<CoordHandle>(c);
   }
 
+  std::shared_ptr<control::RelayStream> relay(const control::RelayStream::Key& hello_key,
+                                              control::RelayStream::Callbacks cb) override {
+    auto loop = loop_;
+    auto reg = reg_;
+    auto id = std::make_shared<std::atomic<uint64_t>>(0);
+    cb.post = [loop](std::function<void()> f) { loop->post(std::move(f)); };
+    // The registry entry goes when the stream ends, which may be before start() returns.
+    cb.on_done = [loop, reg, id, done = std::move(cb.on_done)](int code, std::string message) {
+      if (uint64_t was = id->exchange(UINT64_MAX); was != 0) reg->removeRelay(was);
+      loop->end([done, st = RpcStatus{code, std::move(message)}] {
+        if (done) done(st.code, st.message);
+      });
+    };
+    loop->begin();
+    auto r = control::RelayStream::start(channel_, opts_.token(), hello_key, std::move(cb));
+    uint64_t mine = reg->addRelay(r);
+    uint64_t expected = 0;
+    if (!id->compare_exchange_strong(expected, mine)) reg->removeRelay(mine);
+    return r;
+  }
+
   void cancelAll() override { reg_->cancelAll(); }
+
+  std::shared_ptr<grpc::Channel> channel_;
 
  private:
   std::shared_ptr<LoopTarget> loop_;
@@ -377,12 +417,15 @@ class GrpcFactory final : public AgentApiFactory {
  public:
   GrpcFactory(asio::io_context& io, std::shared_ptr<grpc::Channel> channel, GrpcApiOptions o)
       : loop_(std::make_shared<LoopTarget>(io)), stub_(v1::Agent::NewStub(channel)),
-        overlay_stub_(overlay::v1::Overlay::NewStub(channel)), opts_(std::move(o)) {}
+        overlay_stub_(overlay::v1::Overlay::NewStub(channel)), opts_(std::move(o)),
+        channel_(std::move(channel)) {}
   ~GrpcFactory() override { drain(std::chrono::milliseconds(0)); }
   std::unique_ptr<AgentApi> connect() override {
     auto reg = std::make_shared<CallRegistry>();
     registries_.push_back(reg);
-    return std::make_unique<GrpcApi>(loop_, stub_, overlay_stub_, opts_, reg);
+    auto api = std::make_unique<GrpcApi>(loop_, stub_, overlay_stub_, opts_, reg);
+    api->channel_ = channel_;
+    return api;
   }
   void drain(std::chrono::milliseconds timeout) override {
     for (auto& w : registries_) {
@@ -396,6 +439,7 @@ class GrpcFactory final : public AgentApiFactory {
   std::shared_ptr<v1::Agent::Stub> stub_;
   std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub_;
   GrpcApiOptions opts_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::vector<std::weak_ptr<CallRegistry>> registries_;
 };
 

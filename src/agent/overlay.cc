@@ -15,6 +15,7 @@
 #include "wg/device.h"
 #include "wg/metrics.h"
 #include "wg/node.h"
+#include "wg/relay_endpoints.h"
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/logging.h"
@@ -26,11 +27,16 @@ class Overlay::Impl {
  public:
   Impl(asio::io_context& io, Clock& clock)
       : io_(io),
+        clock_(clock),
         device_(clock, wg::DeviceOptions{},
                 wg::Device::Io{
                     .send = [this](const wg::Endpoint& to,
                                    std::span<const uint8_t> d) {
-                      if (udp_) udp_->send(to, d);
+                      if (wg::RelayEndpoints::isRelay(to)) {
+                        sendRelayed(to, d);
+                      } else if (udp_) {
+                        udp_->send(to, d);
+                      }
                     },
                     .deliver = [this](std::span<const uint8_t> p) {
                       if (stack_) stack_->input(p);
@@ -39,7 +45,40 @@ class Overlay::Impl {
         forwarder_(io, netstack::LocalForwarder::Options{}),
         log_(logging::get("overlay")) {}
 
+  // --- relay (Overlay.Relay through the control server) ---
+  void sendRelayed(const wg::Endpoint& to, std::span<const uint8_t> d) {
+    auto key = relay_eps_.keyFor(to);
+    if (!key || !relay_) {
+      ++relay_unroutable_;
+      return;
+    }
+    relay_->send(*key, d);
+  }
+  void onRelayed(control::RelayStream::Packets packets) {
+    for (auto& [key, payload] : packets) {
+      std::span<uint8_t> d(reinterpret_cast<uint8_t*>(payload.data()), payload.size());
+      device_.receive(relay_eps_.endpointFor(key), d);
+    }
+  }
+  void startRelay(AgentApi& api);
+  void openRelay();
+  void stopRelay();
+  void dropRelay();  // forgets the stream, keeping its counts
+  control::RelayStreamStats relayStats() const {
+    control::RelayStreamStats s = relay_totals_;
+    if (relay_) {
+      auto c = relay_->stats();
+      s.packets_sent += c.packets_sent;
+      s.packets_received += c.packets_received;
+      s.dropped_queue_full += c.dropped_queue_full;
+      s.dropped_not_ready += c.dropped_not_ready;
+      s.queued = c.queued;
+    }
+    return s;
+  }
+
   asio::io_context& io_;
+  Clock& clock_;
   wg::Device device_;
   std::unique_ptr<wg::UdpBind> udp_;
   std::unique_ptr<netstack::Netstack> stack_;
@@ -51,7 +90,86 @@ class Overlay::Impl {
   std::map<std::string, wg::PublicKey> peers_;  // coordinated peers by id
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::shared_ptr<spdlog::logger> log_;
+  wg::RelayEndpoints relay_eps_;
+  std::shared_ptr<control::RelayStream> relay_;
+  AgentApi* relay_api_ = nullptr;  // the connection's API while coordinating
+  uint64_t relay_gen_ = 0;
+  std::unique_ptr<Timer> relay_timer_;
+  Duration relay_backoff_{};
+  bool relay_ready_ = false;
+  bool relay_warned_ = false;
+  control::RelayStreamStats relay_totals_;  // of the streams that ended
+  uint64_t relay_unroutable_ = 0;
+  uint64_t relay_streams_ = 0;
 };
+
+// The relay stream lives as long as the control connection's coordination. It is opened again
+// (with backoff) when it ends: the server may not have our node yet (the hello names a key
+// published through Coordinate, a different stream), or the server restarted.
+void Overlay::Impl::startRelay(AgentApi& api) {
+  relay_api_ = &api;
+  relay_backoff_ = std::chrono::milliseconds(250);
+  if (!relay_timer_) relay_timer_ = clock_.createTimer();
+  openRelay();
+}
+
+void Overlay::Impl::openRelay() {
+  if (relay_api_ == nullptr) return;
+  uint64_t gen = ++relay_gen_;
+  std::weak_ptr<bool> alive = alive_;
+  control::RelayStream::Callbacks cb;
+  cb.on_ready = [this, alive, gen] {
+    if (alive.expired() || gen != relay_gen_) return;
+    relay_ready_ = true;
+    relay_backoff_ = std::chrono::milliseconds(250);
+    log_->info("relay: connected through the control server");
+    relay_warned_ = false;
+  };
+  cb.on_packets = [this, alive, gen](control::RelayStream::Packets p) {
+    if (alive.expired() || gen != relay_gen_) return;
+    onRelayed(std::move(p));
+  };
+  cb.on_done = [this, alive, gen](int code, std::string message) {
+    if (alive.expired() || gen != relay_gen_) return;
+    dropRelay();
+    if (relay_api_ == nullptr) return;
+    // The first attempt may come before the server has our node: only repeated failures are
+    // worth a warning.
+    if (relay_backoff_ >= std::chrono::seconds(2) && !relay_warned_) {
+      log_->warn("relay: stream ended ({}: {}); retrying", code, message);
+      relay_warned_ = true;
+    } else {
+      log_->debug("relay: stream ended ({}: {}); retrying in {} ms", code, message,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(relay_backoff_).count());
+    }
+    relay_timer_->schedule(relay_backoff_, [this, alive] {
+      if (!alive.expired()) openRelay();
+    });
+    relay_backoff_ = std::min<Duration>(relay_backoff_ * 2, std::chrono::seconds(10));
+  };
+  ++relay_streams_;
+  relay_ = relay_api_->relay(device_.publicKey(), std::move(cb));
+}
+
+void Overlay::Impl::stopRelay() {
+  relay_api_ = nullptr;
+  ++relay_gen_;
+  if (relay_timer_) relay_timer_->cancel();
+  if (relay_) relay_->cancel();
+  dropRelay();
+}
+
+void Overlay::Impl::dropRelay() {
+  if (relay_) {
+    auto s = relay_->stats();
+    relay_totals_.packets_sent += s.packets_sent;
+    relay_totals_.packets_received += s.packets_received;
+    relay_totals_.dropped_queue_full += s.dropped_queue_full;
+    relay_totals_.dropped_not_ready += s.dropped_not_ready;
+    relay_.reset();
+  }
+  relay_ready_ = false;
+}
 
 Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clock,
                                                 const std::vector<std::string>& addresses,
@@ -131,8 +249,18 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
 }
 
 Overlay::~Overlay() {
-  if (impl_) *impl_->alive_ = false;
+  if (!impl_) return;
+  *impl_->alive_ = false;
+  impl_->stopRelay();
 }
+
+void Overlay::startRelay(AgentApi& api) { impl_->startRelay(api); }
+
+void Overlay::stopRelay(AgentApi& api) {
+  if (impl_->relay_api_ == &api) impl_->stopRelay();
+}
+
+bool Overlay::relayReady() const { return impl_->relay_ready_; }
 
 const std::vector<std::string>& Overlay::addresses() const { return impl_->addresses_; }
 std::string Overlay::publicKey() const { return wg::toBase64(impl_->device_.publicKey()); }
@@ -175,6 +303,38 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
       T::Counter, static_cast<double>(fs.refused));
   add("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit", T::Counter,
       static_cast<double>(fs.rejected));
+  auto rs = impl_->relayStats();
+  add("wsa_overlay_relay_connected", "1 while the relay stream to the control server is up",
+      T::Gauge, impl_->relay_ready_ ? 1 : 0);
+  add("wsa_overlay_relay_streams_total", "Relay streams opened", T::Counter,
+      static_cast<double>(impl_->relay_streams_));
+  add("wsa_overlay_relay_packets_sent_total", "Datagrams sent through the relay", T::Counter,
+      static_cast<double>(rs.packets_sent));
+  add("wsa_overlay_relay_packets_received_total", "Datagrams received through the relay",
+      T::Counter, static_cast<double>(rs.packets_received));
+  add("wsa_overlay_relay_queued_packets", "Datagrams waiting for the relay stream", T::Gauge,
+      static_cast<double>(rs.queued));
+  add("wsa_overlay_relay_peers", "Peers with a relay stand-in endpoint", T::Gauge,
+      static_cast<double>(impl_->relay_eps_.size()));
+  add("wsa_overlay_relay_peers_reassigned_total",
+      "Relay stand-in endpoints given to a new peer at the bound", T::Counter,
+      static_cast<double>(impl_->relay_eps_.reassigned()));
+  {
+    prometheus::MetricFamily f{"wsa_overlay_relay_dropped_total",
+                               "Datagrams for the relay dropped, by reason",
+                               T::Counter,
+                               {}};
+    auto reason = [&f](const char* r, uint64_t v) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"reason", r});
+      m.counter.value = static_cast<double>(v);
+      f.metric.push_back(m);
+    };
+    reason("queue_full", rs.dropped_queue_full);
+    reason("not_ready", rs.dropped_not_ready);
+    reason("no_stream", impl_->relay_unroutable_);
+    out.push_back(std::move(f));
+  }
   return out;
 }
 
@@ -220,8 +380,8 @@ std::vector<std::string> interfaceEndpoints(uint16_t port) {
 
 class Coordinator final : public BasicRoutine {
  public:
-  Coordinator(Overlay& overlay, AgentApi& api, std::string id)
-      : overlay_(overlay), api_(api), id_(std::move(id)) {}
+  Coordinator(Overlay& overlay, std::weak_ptr<bool> overlay_alive, AgentApi& api, std::string id)
+      : overlay_(overlay), overlay_alive_(std::move(overlay_alive)), api_(api), id_(std::move(id)) {}
 
  protected:
   void onStart() override {
@@ -238,15 +398,25 @@ class Coordinator final : public BasicRoutine {
     overlay::v1::CoordinateRequest req;
     overlay_.describeSelf(id_, req.mutable_update_self()->mutable_node());
     stream_->send(req);
+    overlay_.startRelay(api_);
   }
   void onStop() override {
+    if (overlayAlive()) overlay_.stopRelay(api_);
     if (stream_) stream_->cancel();
   }
-  void onFinish() override { stream_.reset(); }
+  void onFinish() override {
+    if (overlayAlive()) overlay_.stopRelay(api_);
+    stream_.reset();
+  }
 
  private:
+  // The stream's end may be delivered after the overlay is gone (the agent's last loop turns).
+  bool overlayAlive() const {
+    auto a = overlay_alive_.lock();
+    return a && *a;
+  }
   void onResponse(const overlay::v1::CoordinateResponse& r) {
-    if (done()) return;
+    if (done() || !overlayAlive()) return;
     if (!r.error().empty()) logging::get("overlay")->warn("coordination: {}", r.error());
     overlay::v1::CoordinateRequest ready;
     for (const auto& u : r.peer_updates()) {
@@ -265,6 +435,7 @@ class Coordinator final : public BasicRoutine {
   }
 
   Overlay& overlay_;
+  std::weak_ptr<bool> overlay_alive_;
   AgentApi& api_;
   std::string id_;
   std::unique_ptr<CoordinateStream> stream_;
@@ -326,7 +497,7 @@ bool Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
 size_t Overlay::peerCount() const { return impl_->peers_.size(); }
 
 std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {
-  return std::make_shared<Coordinator>(*this, api, agent_id);
+  return std::make_shared<Coordinator>(*this, impl_->alive_, api, agent_id);
 }
 
 }  // namespace wsa::agent

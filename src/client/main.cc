@@ -10,6 +10,9 @@
 //
 // The control server resolves the agent (LookupAgent: the user must be allowed to reach it),
 // gives this session an overlay identity, and introduces the two peers over Coordinate.
+// WireGuard goes directly over UDP to the agent's published endpoint; when no handshake
+// completes that way within a few seconds (NAT, firewalls), or the agent publishes no endpoint,
+// it goes through the control server's relay instead (--relay auto|always|never).
 
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -20,15 +23,19 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <iostream>
 #include <thread>
 
 #include "common/cli_parse.h"
+#include "control/relay_stream.h"
 #include "netstack/netstack.h"
 #include "wg/device.h"
 #include "wg/node.h"
+#include "wg/relay_endpoints.h"
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
@@ -72,10 +79,16 @@ std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.fi
 
 // What to do once the agent is reachable: join stdio to `port` (proxy), or listen on `listen`
 // and join each local connection to `port` (forward).
+enum class RelayMode { kAuto, kAlways, kNever };
+
 struct Target {
   uint16_t port = 0;
   std::string listen;  // empty: proxy stdio
+  RelayMode relay = RelayMode::kAuto;
 };
+
+// How long a direct handshake may take before auto mode turns to the relay.
+constexpr std::chrono::seconds kDirectGrace{3};
 
 int run(const std::string& url_text, const std::string& token, const std::string& agent,
         const Target& target, std::chrono::seconds connect_timeout) {
@@ -120,11 +133,18 @@ int run(const std::string& url_text, const std::string& token, const std::string
   auto clock = makeLoopClock(io);
   std::unique_ptr<wg::UdpBind> udp;
   std::unique_ptr<netstack::Netstack> stack;
+  wg::RelayEndpoints relay_eps;
+  std::shared_ptr<control::RelayStream> relay;
   wg::Device device(*clock, wg::DeviceOptions{},
                     wg::Device::Io{
                         .send = [&](const wg::Endpoint& to,
                                     std::span<const uint8_t> d) {
-                          if (udp) udp->send(to, d);
+                          if (wg::RelayEndpoints::isRelay(to)) {
+                            auto key = relay_eps.keyFor(to);
+                            if (key && relay) relay->send(*key, d);
+                          } else if (udp) {
+                            udp->send(to, d);
+                          }
                         },
                         .deliver = [&](std::span<const uint8_t> p) {
                           if (stack) stack->input(p);
@@ -174,20 +194,106 @@ int run(const std::string& url_text, const std::string& token, const std::string
   std::string failure;
   asio::steady_timer deadline(io);
   deadline.expires_after(connect_timeout);
+  bool have_node = false, agent_ready = false;
+  asio::steady_timer ready_fallback(io);
+  asio::steady_timer direct_grace(io);
+  std::vector<std::unique_ptr<net::Listener>> listeners;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+
+  // The path to the agent: its published UDP endpoint, or the relay.
+  enum class Path { kNone, kDirect, kRelay } path = Path::kNone;
+  std::optional<wg::PeerConfig> agent_peer;  // as the agent last published it
+  bool fell_back = false;                    // auto mode: the direct path did not work
+  bool relay_ready = false;
+  std::mutex relay_mu;
+  std::condition_variable relay_cv;
+  bool relay_ended = true;
+  auto hasSession = [&] {
+    auto st = agent_peer ? device.peer(agent_peer->public_key) : std::nullopt;
+    return st && st->has_session;
+  };
+  std::function<void()> decide;
+  auto openRelay = [&] {
+    if (relay || target.relay == RelayMode::kNever) return;
+    control::RelayStream::Callbacks cb;
+    cb.post = [&io](std::function<void()> f) { asio::post(io, std::move(f)); };
+    cb.on_ready = [&] {
+      relay_ready = true;
+      log->debug("relay stream ready");
+      decide();
+    };
+    cb.on_packets = [&](control::RelayStream::Packets packets) {
+      for (auto& [key, payload] : packets) {
+        device.receive(relay_eps.endpointFor(key),
+                       {reinterpret_cast<uint8_t*>(payload.data()), payload.size()});
+      }
+    };
+    cb.on_done = [&](int code, std::string message) {
+      // Posted first, then marked ended: the teardown waits for the mark before the loop goes.
+      asio::post(io, [&, code, message] {
+        relay_ready = false;
+        bool needed = path == Path::kRelay || target.relay == RelayMode::kAlways || fell_back ||
+                      (agent_peer && !agent_peer->endpoint);
+        if (needed && failure.empty()) {
+          failure = "the relay through the control server ended (" + std::to_string(code) +
+                    (message.empty() ? "" : ": " + message) + ")";
+          io.stop();
+        } else {
+          log->debug("relay stream ended ({}: {})", code, message);
+        }
+      });
+      std::lock_guard l(relay_mu);
+      relay_ended = true;
+      relay_cv.notify_all();
+    };
+    relay_ended = false;
+    relay = control::RelayStream::start(*channel, token, device.publicKey(), std::move(cb));
+  };
+  // Points the agent's peer at the chosen path.
+  auto applyPath = [&]() -> bool {
+    wg::PeerConfig pc = *agent_peer;
+    if (path == Path::kRelay) pc.endpoint = relay_eps.endpointFor(pc.public_key);
+    if (auto st = device.setPeer(pc); !st) {
+      failure = st.error();
+      io.stop();
+      return false;
+    }
+    return true;
+  };
+  // Why the agent could not be reached when WireGuard never got through.
+  auto noHandshake = [&] {
+    std::string how = path == Path::kRelay
+                          ? "through the control server's relay"
+                          : "over UDP to " + agent_peer->endpoint->toString() +
+                                (target.relay == RelayMode::kNever ? " (--relay never)" : "");
+    return "could not reach agent \"" + agent + "\": no WireGuard handshake completed " + how;
+  };
   deadline.async_wait([&](std::error_code ec) {
     if (ec) return;
     failure = "could not reach agent \"" + agent + "\" over the overlay within " +
               std::to_string(connect_timeout.count()) + " s";
+    if (path != Path::kNone && !hasSession()) failure += " (" + noHandshake() + ")";
     io.stop();
   });
-  bool have_node = false, agent_ready = false;
-  asio::steady_timer ready_fallback(io);
-  std::vector<std::unique_ptr<net::Listener>> listeners;
-  asio::signal_set signals(io, SIGINT, SIGTERM);
+  auto watchDirect = [&] {
+    // Handshake now (a forwarder may not send anything for a while) and give the direct path a
+    // few seconds; in auto mode the relay takes over if no session comes of it.
+    device.initiateHandshake(agent_peer->public_key);
+    if (target.relay != RelayMode::kAuto || path != Path::kDirect) return;
+    direct_grace.expires_after(kDirectGrace);
+    direct_grace.async_wait([&](std::error_code ec) {
+      if (ec || hasSession() || path != Path::kDirect) return;
+      log->info("no direct handshake with the agent within {} s; using the relay",
+                kDirectGrace.count());
+      fell_back = true;
+      decide();
+    });
+  };
   auto startDial = [&] {
     if (dialing) return;
     dialing = true;
     ready_fallback.cancel();
+    watchDirect();
     std::string to = stripPrefix(found.agent_addresses(0));
     if (!target.listen.empty()) {
       // Port forwarding: every local connection gets its own overlay connection.
@@ -220,7 +326,9 @@ int run(const std::string& url_text, const std::string& token, const std::string
     }
     stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
       if (!s) {
-        failure = "connect to " + agent + " port " + std::to_string(port) + ": " + s.error();
+        failure = hasSession() ? "connect to " + agent + " port " + std::to_string(port) + ": " +
+                                     s.error()
+                               : noHandshake();
         io.stop();
         return;
       }
@@ -252,17 +360,14 @@ int run(const std::string& url_text, const std::string& token, const std::string
         log->warn("agent node: {}", peer.error());
         continue;
       }
-      const wg::PeerConfig& pc = *peer;
-      if (!pc.endpoint) {
-        log->warn("agent node has no usable UDP endpoint yet");
-        continue;
+      if (agent_peer && agent_peer->public_key != peer->public_key) {
+        device.removePeer(agent_peer->public_key);  // the agent restarted
       }
-      if (auto st = device.setPeer(pc); !st) {
-        failure = st.error();
-        io.stop();
-        return;
-      }
-      log->info("agent node: key set, endpoint {}", pc.endpoint->toString());
+      agent_peer = *peer;
+      log->info("agent node: endpoint {}",
+                agent_peer->endpoint ? agent_peer->endpoint->toString() : "(none)");
+      if (path != Path::kNone && !applyPath()) return;
+      decide();
       if (!have_node) {
         have_node = true;
         // The agent says when it has added us (ready_for_handshake); should that not come
@@ -271,16 +376,47 @@ int run(const std::string& url_text, const std::string& token, const std::string
         ready_fallback.async_wait([&](std::error_code ec) {
           if (ec) return;
           log->info("the agent did not say it was ready for our handshake within 5 s; dialing");
-          startDial();
+          agent_ready = true;
+          decide();
         });
       }
+    }
+    if (have_node && agent_ready && path != Path::kNone) startDial();
+  };
+  decide = [&] {
+    if (!agent_peer || !failure.empty()) return;
+    bool relayed = target.relay == RelayMode::kAlways || !agent_peer->endpoint || fell_back;
+    if (relayed) {
+      if (target.relay == RelayMode::kNever) {
+        failure = "the agent publishes no UDP endpoint, and --relay never rules out the relay";
+        io.stop();
+        return;
+      }
+      if (!relay_ready) return;  // on_ready decides again
+      if (path != Path::kRelay) {
+        path = Path::kRelay;
+        if (!applyPath()) return;
+        log->info("reaching the agent through the control server's relay");
+        if (dialing) device.initiateHandshake(agent_peer->public_key);
+      }
+    } else if (path == Path::kNone) {
+      path = Path::kDirect;
+      if (!applyPath()) return;
+      log->info("reaching the agent directly at {}", agent_peer->endpoint->toString());
     }
     if (have_node && agent_ready) startDial();
   };
   std::thread reader([&] {
     ov::CoordinateResponse r;
+    bool first = true;
     while (rw->Read(&r)) {
-      asio::post(io, [&, r] { onResponse(r); });
+      asio::post(io, [&, r, first] {
+        // The server has our node by now (it answered our add_tunnel), so the relay's hello,
+        // which must name a published key, is accepted.
+        if (first) openRelay();
+        onResponse(r);
+      });
+      first = false;
     }
     asio::post(io, [&] {
       if (!dialing && failure.empty()) failure = "the coordination stream ended";
@@ -295,6 +431,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
   signals.cancel();
   deadline.cancel();
   ready_fallback.cancel();
+  direct_grace.cancel();
   listeners.clear();
   stack.reset();
   for (int i = 0; i < 1000; ++i) {
@@ -304,6 +441,15 @@ int run(const std::string& url_text, const std::string& token, const std::string
   cctx.TryCancel();
   reader.join();
   rw->Finish();
+  if (relay) {
+    // Its callbacks post to the loop: wait for the last one before the loop goes.
+    relay->cancel();
+    std::unique_lock l(relay_mu);
+    if (!relay_cv.wait_for(l, std::chrono::seconds(10), [&] { return relay_ended; })) {
+      std::cerr << "wsa: the relay stream did not end\n";
+      std::_Exit(1);
+    }
+  }
   if (!failure.empty()) {
     std::cerr << "wsa: " << failure << "\n";
     exit_code = 1;
@@ -327,6 +473,11 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file, "File holding the user token")
       ->envname("WSA_TOKEN_FILE");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string relay_mode = "auto";
+  app.add_option("--relay", relay_mode,
+                 "auto: direct UDP, the control server's relay when that fails; always; never")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--connect-timeout", timeout, "Seconds to reach the agent")
       ->capture_default_str()
       ->check(CLI::Range(1, 600));
@@ -349,6 +500,9 @@ int main(int argc, char** argv) {
 
   Target target;
   target.port = static_cast<uint16_t>(port);
+  target.relay = relay_mode == "always"  ? RelayMode::kAlways
+                 : relay_mode == "never" ? RelayMode::kNever
+                                         : RelayMode::kAuto;
   if (forward_cmd->parsed()) {
     auto number = [](const std::string& s) -> int {
       if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) {

@@ -24,7 +24,7 @@ class ClientTest : public ::testing::Test {
     cd_ = std::make_unique<ControldHarness>(basicControldConfig());  // mallory may not reach dev
     cd_->start();
     AgentHarness::Options ao;
-    ao.extra_args = {"--overlay-endpoint", "127.0.0.1"};
+    ao.extra_args = {"--overlay-endpoint", agent_endpoint_};
     agent_ = std::make_unique<AgentHarness>(cd_->controlUrl(), cd_->agentToken(), ao);
     agent_->start();
     ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connected"] == true; }, scaled(20s)))
@@ -44,18 +44,28 @@ class ClientTest : public ::testing::Test {
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
-  std::string proxyCommand() {
+  std::string proxyCommand(std::vector<std::string> options = {}) {
     std::string cmd;
-    for (const auto& a : wsa("alice", {"proxy", "%h", "22"})) cmd += (cmd.empty() ? "" : " ") + a;
+    options.insert(options.end(), {"proxy", "%h", "22"});
+    for (const auto& a : wsa("alice", options)) cmd += (cmd.empty() ? "" : " ") + a;
     return cmd;
   }
-  SplitResult ssh(const std::string& command, const std::string& input = "") {
+  SplitResult ssh(const std::string& command, const std::string& input = "",
+                  std::vector<std::string> wsa_options = {}) {
     return runSplit({"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
                      "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
-                     "ProxyCommand=" + proxyCommand(), "someone@dev", command},
+                     "ProxyCommand=" + proxyCommand(std::move(wsa_options)), "someone@dev",
+                     command},
                     scaled(60s), {}, input);
   }
+  double controldMetric(const std::string& series) {
+    auto r = httpRequest("GET", "http://" + cd_->httpAddress() + "/metrics", "",
+                         {"Authorization: Bearer " + cd_->adminToken()});
+    return metricValue(r.body, series);
+  }
 
+  // The UDP endpoint the agent publishes.
+  std::string agent_endpoint_ = "127.0.0.1";
   TempDir tmp_;
   std::unique_ptr<ControldHarness> cd_;
   std::unique_ptr<AgentHarness> agent_;
@@ -150,6 +160,83 @@ TEST_F(ClientTest, ForwardServesALocalPortUntilInterrupted) {
     EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
     EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;
   }
+}
+
+TEST_F(ClientTest, RelayAlwaysCarriesSshThroughTheControlServer) {
+  // 8 MiB up through the relay, checksummed on the other side.
+  std::string data(8 << 20, '\0');
+  uint32_t x = 11;
+  for (auto& c : data) {
+    x = x * 1664525 + 1013904223;
+    c = static_cast<char>(x >> 24);
+  }
+  writeText(tmp_.file("data"), data);
+  auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
+  auto up = ssh("sha256sum", data, {"--relay", "always"});
+  EXPECT_EQ(up.code, 0) << up.err;
+  EXPECT_EQ(up.out.substr(0, 64), want);
+  // Through controld, not over UDP: controld forwarded the datagrams, the agent received them
+  // on its relay stream.
+  EXPECT_GT(controldMetric("wsa_controld_relay_packets_total{result=\"forwarded\"}"), 5000.0);
+  EXPECT_GT(metricValue(agent_->metrics(), "wsa_overlay_relay_packets_received_total"), 5000.0);
+  EXPECT_EQ(metricValue(agent_->metrics(), "wsa_overlay_relay_connected"), 1.0);
+  auto api = runSplit(wsa("alice", {"--log-level", "info", "--relay", "always", "proxy", "dev", "4"}),
+                      scaled(30s), {}, "GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(api.code, 0) << api.err;
+  EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
+  EXPECT_NE(api.err.find("through the control server's relay"), std::string::npos) << api.err;
+  EXPECT_EQ(api.err.find("reaching the agent directly"), std::string::npos) << api.err;
+}
+
+// The agent publishes an endpoint nothing answers on (a closed loopback port): direct UDP
+// cannot work, as behind a NAT that drops unsolicited datagrams.
+class ClientNoDirectPathTest : public ClientTest {
+ protected:
+  ClientNoDirectPathTest() { agent_endpoint_ = "127.0.0.1:9"; }
+};
+
+TEST_F(ClientNoDirectPathTest, AutoFallsBackToTheRelay) {
+  auto api = runSplit(wsa("alice", {"--log-level", "info", "proxy", "dev", "4"}), scaled(30s), {},
+                      "GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(api.code, 0) << api.err;
+  EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
+  EXPECT_NE(api.err.find("reaching the agent directly at 127.0.0.1:9"), std::string::npos)
+      << api.err;
+  EXPECT_NE(api.err.find("no direct handshake with the agent within 3 s; using the relay"),
+            std::string::npos)
+      << api.err;
+  // A forwarder finds the path before its first local connection.
+  Process::Options o;
+  o.argv = wsa("alice", {"--log-level", "info", "forward", "dev", "0:4"});
+  o.stderr_path = tmp_.file("forward.err");
+  auto fwd = Process::start(o);
+  std::smatch m;
+  std::string err;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        err = readText(tmp_.file("forward.err"));
+        return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev)")) &&
+               err.find("using the relay") != std::string::npos;
+      },
+      scaled(30s)))
+      << err;
+  std::string local = m[1];
+  auto r = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
+  EXPECT_EQ(r.status, 200) << r.error;
+  fwd->signal(SIGINT);
+  EXPECT_EQ(fwd->wait(scaled(10s)), std::optional<int>(0));
+}
+
+TEST_F(ClientNoDirectPathTest, RelayNeverFailsClearly) {
+  auto r = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
+                     tmp_.file("alice.token"), "--connect-timeout", "5", "--relay", "never",
+                     "proxy", "dev", "4"},
+                    scaled(30s), {}, "");
+  EXPECT_EQ(r.code, 1) << r.err;
+  // However it ends (the TCP connect giving up, or the deadline), it says why.
+  EXPECT_NE(r.err.find("no WireGuard handshake completed over UDP to 127.0.0.1:9 (--relay never)"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

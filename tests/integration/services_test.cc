@@ -90,12 +90,7 @@ class ServicesTest : public ::testing::Test {
     return std::stoi(m[1]);
   }
 
-  double metric(const std::string& line_prefix) {
-    std::string m = agent_->metrics();
-    auto at = m.find("\n" + line_prefix + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(m.substr(at + line_prefix.size() + 2));
-  }
+  double metric(const std::string& series) { return metricValue(agent_->metrics(), series); }
 
   std::unique_ptr<ControldHarness> cd_;
   std::unique_ptr<AgentHarness> agent_;

@@ -115,4 +115,11 @@ std::chrono::milliseconds scaled(std::chrono::milliseconds d) {
   return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * f));
 }
 
+double metricValue(const std::string& text, const std::string& series) {
+  std::string t = "\n" + text;
+  auto at = t.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(t.substr(at + series.size() + 2));
+}
+
 }  // namespace wsa::test

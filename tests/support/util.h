@@ -32,6 +32,9 @@ bool pathExists(const std::string& path);
 void writeText(const std::string& path, const std::string& text);
 // A random token suitable for configs (32 hex chars).
 std::string randomHex(size_t bytes = 16);
+// The value of one series ("name" or "name{labels}", exactly as exposed) in Prometheus text
+// format; -1 when absent.
+double metricValue(const std::string& text, const std::string& series);
 // Connects to a unix stream socket, sends `request`, and reads until `terminator` appears in
 // the answer, the peer closes, or `timeout` passes. "" when it cannot connect.
 std::string unixRoundTrip(const std::string& path, const std::string& request,
