@@ -400,7 +400,7 @@ std::string Hub::addRelayLocked(RelaySink* sink, const Principal& who, const std
       to_close->emplace_back(existing->second->shared_from_this(), "replaced by a newer relay stream");
     }
     relays_[key] = sink;
-    relay_keys_[sink] = key;
+    relay_keys_[sink] = RelayBinding{key, id};
     return "";
   }
   return "hello_key was not published by this caller through Coordinate";
@@ -410,7 +410,7 @@ void Hub::removeRelay(RelaySink* sink) {
   std::lock_guard lock(mu_);
   auto it = relay_keys_.find(sink);
   if (it == relay_keys_.end()) return;
-  auto r = relays_.find(it->second);
+  auto r = relays_.find(it->second.key);
   if (r != relays_.end() && r->second == sink) relays_.erase(r);
   relay_keys_.erase(it);
 }
@@ -427,18 +427,20 @@ void Hub::relay(RelaySink* from, const std::string& dest_key, const std::string&
     ++counters_.relay_no_route;
     return;
   }
-  // Only peers with a tunnel between them may exchange packets.
-  std::string src_id, dst_id;
-  for (const auto& [id, peer] : peers_) {
-    if (!peer.node) continue;
-    if (peer.node->key() == src->second) src_id = id;
-    if (peer.node->key() == dest_key) dst_id = id;
-  }
-  if (src_id.empty() || dst_id.empty() || !tunnelLocked(src_id, dst_id)) {
+  auto dst_binding = relay_keys_.find(dst->second);
+  // Only peers with a tunnel between them may exchange packets, and only under the keys they
+  // publish now (a peer that changed its key must bind again). Lookups are by id: O(log n).
+  auto publishes = [this](const RelayBinding& b) {
+    auto p = peers_.find(b.peer_id);
+    return p != peers_.end() && p->second.node && p->second.node->key() == b.key;
+  };
+  if (dst_binding == relay_keys_.end() || !publishes(src->second) ||
+      !publishes(dst_binding->second) ||
+      !tunnelLocked(src->second.peer_id, dst_binding->second.peer_id)) {
     ++counters_.relay_denied;
     return;
   }
-  if (dst->second->pushPacket(src->second, payload)) {
+  if (dst->second->pushPacket(src->second.key, payload)) {
     ++counters_.relay_forwarded;
   } else {
     ++counters_.relay_queue_full;

@@ -160,7 +160,11 @@ class Hub {
   std::set<StreamHandle*> open_;
   std::set<std::pair<std::string, std::string>> tunnels_;  // (client id, agent id)
   std::map<std::string, RelaySink*> relays_;               // key -> sink
-  std::map<RelaySink*, std::string> relay_keys_;           // sink -> key
+  struct RelayBinding {
+    std::string key;
+    std::string peer_id;  // who published the key when the stream was bound
+  };
+  std::map<RelaySink*, RelayBinding> relay_keys_;  // sink -> binding
   HubCounters counters_;
 };
 

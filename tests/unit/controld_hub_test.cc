@@ -208,6 +208,13 @@ TEST_F(HubTest, RelayForwardsOnlyBetweenTunnelledPeers) {
   for (int i = 0; i < 3; ++i) hub->relay(agent_relay.get(), std::string(32, 'C'), "x");
   EXPECT_EQ(client_relay->packets.size(), 2u);
   EXPECT_EQ(hub->counters().relay_queue_full, 1u);
+
+  // A peer that publishes a new key no longer relays under the old binding.
+  hub->coordinate(client_coord.get(), alice, updateSelf(client.id, 'D'));
+  auto denied = hub->counters().relay_denied;
+  hub->relay(client_relay.get(), std::string(32, 'A'), "p3");
+  EXPECT_EQ(agent_relay->packets.size(), 1u);
+  EXPECT_EQ(hub->counters().relay_denied, denied + 1);
 }
 
 TEST_F(HubTest, ShutdownClosesEveryOpenStreamAndRefusesNew) {
