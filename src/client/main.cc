@@ -7,6 +7,8 @@
 //       (ssh -o ProxyCommand='wsa --url … proxy %h 22' user@dev)
 //   wsa --url URL --token-file FILE forward AGENT [ADDR:]LOCAL:REMOTE
 //       a local listener whose connections go to AGENT's overlay port REMOTE
+//   wsa --url URL --token-file FILE speedtest AGENT [-d download|upload] [-t 5s] [--json]
+//       throughput to the agent's speed test (overlay port 3), over the path in use
 //
 // The control server resolves the agent (LookupAgent: the user must be allowed to reach it),
 // gives this session an overlay identity, and introduces the two peers over Coordinate.
@@ -15,6 +17,7 @@
 // it goes through the control server's relay instead (--relay auto|always|never).
 
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -33,13 +36,16 @@
 #include "common/cli_parse.h"
 #include "control/relay_stream.h"
 #include "netstack/netstack.h"
+#include "speedtest/speedtest.h"
 #include "wg/device.h"
 #include "wg/node.h"
 #include "wg/relay_endpoints.h"
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/time.h"
 #include "wsa/control/channel.h"
+#include "wsa/net/asio_stream.h"
 #include "wsa/net/listener.h"
 #include "wsa/net/splice.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
@@ -85,7 +91,11 @@ struct Target {
   uint16_t port = 0;
   std::string listen;  // empty: proxy stdio
   RelayMode relay = RelayMode::kAuto;
+  std::optional<speedtest::Config> speedtest;  // run the speed test client instead of stdio
+  bool json = false;
 };
+
+constexpr uint16_t kSpeedtestPort = 3;
 
 // How long a direct handshake may take before auto mode turns to the relay.
 constexpr std::chrono::seconds kDirectGrace{3};
@@ -195,6 +205,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
   asio::steady_timer deadline(io);
   deadline.expires_after(connect_timeout);
   bool have_node = false, agent_ready = false;
+  std::thread speed_thread;
   asio::steady_timer ready_fallback(io);
   asio::steady_timer direct_grace(io);
   std::vector<std::unique_ptr<net::Listener>> listeners;
@@ -334,6 +345,37 @@ int run(const std::string& url_text, const std::string& token, const std::string
       }
       deadline.cancel();
       log->info("connected to {} ({}) port {}", agent, to, port);
+      if (target.speedtest) {
+        // The speed test client is blocking code: it runs on its own thread against one end of
+        // a socket pair whose other end is spliced to the overlay connection.
+        int fds[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+          failure = std::string("socketpair: ") + std::strerror(errno);
+          io.stop();
+          return;
+        }
+        asio::local::stream_protocol::socket local(io);
+        local.assign(asio::local::stream_protocol(), fds[0]);
+        net::splice(std::move(*s),
+                    std::make_unique<net::AsioStream<asio::local::stream_protocol::socket>>(
+                        std::move(local)),
+                    nullptr);
+        speed_thread = std::thread([&, fd = fds[1]] {
+          auto r = speedtest::runClient(fd, *target.speedtest);
+          ::close(fd);
+          asio::post(io, [&, r = std::move(r)] {
+            if (!r) {
+              failure = "speed test: " + r.error();
+            } else {
+              std::cout << (target.json ? speedtest::resultsToJson(*r) + "\n"
+                                        : speedtest::formatResults(*r))
+                        << std::flush;
+            }
+            io.stop();
+          });
+        });
+        return;
+      }
       net::splice(std::move(*s), std::make_unique<StdioStream>(io),
                   [&](const net::SpliceResult&) { io.stop(); });
     });
@@ -438,6 +480,8 @@ int run(const std::string& url_text, const std::string& token, const std::string
     io.restart();
     if (io.poll() == 0) break;
   }
+  // The overlay connection is gone, so the speed test's socket sees its end.
+  if (speed_thread.joinable()) speed_thread.join();
   cctx.TryCancel();
   reader.join();
   rw->Finish();
@@ -495,6 +539,17 @@ int main(int argc, char** argv) {
                           "[LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (same port "
                           "locally); the local address defaults to 127.0.0.1")
       ->required();
+  std::string direction = "download", duration = "5s";
+  bool json = false;
+  auto* speed_cmd = app.add_subcommand(
+      "speedtest", "Measure throughput to the agent's speed test (overlay port 3)");
+  speed_cmd->add_option("agent", agent, "Agent name")->required();
+  speed_cmd->add_option("-d,--direction", direction, "download (agent to you) or upload")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"download", "upload"}));
+  speed_cmd->add_option("-t,--time", duration, "How long to measure (1s to 30s)")
+      ->capture_default_str();
+  speed_cmd->add_flag("--json", json, "Print the results as JSON");
   app.require_subcommand(1);
   WSA_CLI_PARSE(app, argc, argv);
 
@@ -503,6 +558,21 @@ int main(int argc, char** argv) {
   target.relay = relay_mode == "always"  ? RelayMode::kAlways
                  : relay_mode == "never" ? RelayMode::kNever
                                          : RelayMode::kAuto;
+  if (speed_cmd->parsed()) {
+    speedtest::Config cfg;
+    cfg.direction =
+        direction == "upload" ? speedtest::Direction::kUpload : speedtest::Direction::kDownload;
+    auto d = parseDuration(duration);
+    if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::seconds(30)) {
+      std::cerr << "wsa: speedtest --time: \"" << duration
+                << "\" is not a duration from 1s to 30s\n";
+      return 2;
+    }
+    cfg.duration = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    target.speedtest = cfg;
+    target.json = json;
+    target.port = kSpeedtestPort;
+  }
   if (forward_cmd->parsed()) {
     auto number = [](const std::string& s) -> int {
       if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "support/agent_harness.h"
@@ -186,6 +187,29 @@ TEST_F(ClientTest, RelayAlwaysCarriesSshThroughTheControlServer) {
   EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
   EXPECT_NE(api.err.find("through the control server's relay"), std::string::npos) << api.err;
   EXPECT_EQ(api.err.find("reaching the agent directly"), std::string::npos) << api.err;
+}
+
+TEST_F(ClientTest, SpeedtestBothWaysDirectAndThroughTheRelay) {
+  for (std::string relay : {"never", "always"}) {
+    for (std::string direction : {"download", "upload"}) {
+      auto r = runSplit(wsa("alice", {"--relay", relay, "speedtest", "dev", "-d", direction, "-t",
+                                      "1s", "--json"}),
+                        scaled(40s));
+      ASSERT_EQ(r.code, 0) << relay << " " << direction << ": " << r.err;
+      auto j = nlohmann::json::parse(r.out, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << r.out;
+      EXPECT_EQ(j["direction"], direction) << r.out;
+      EXPECT_GT(j["total"]["bytes"].get<double>(), 100000.0) << relay << " " << direction << ": "
+                                                             << r.out;
+    }
+  }
+  // People get a table; a bad duration is a command-line error.
+  auto r = runSplit(wsa("alice", {"speedtest", "dev", "-t", "1s"}), scaled(40s));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Mbit/s"), std::string::npos) << r.out;
+  auto bad = runSplit(wsa("alice", {"speedtest", "dev", "-t", "5 minutes"}), scaled(10s));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("1s to 30s"), std::string::npos) << bad.err;
 }
 
 // The agent publishes an endpoint nothing answers on (a closed loopback port): direct UDP
