@@ -59,6 +59,20 @@ class ClientTest : public ::testing::Test {
                      command},
                     scaled(60s), {}, input);
   }
+  // Sends 8 MiB of pseudo-random bytes up through ssh and compares the remote checksum.
+  void uploadChecksummed(uint32_t seed, std::vector<std::string> wsa_options = {}) {
+    std::string data(8 << 20, '\0');
+    uint32_t x = seed;
+    for (auto& c : data) {
+      x = x * 1664525 + 1013904223;
+      c = static_cast<char>(x >> 24);
+    }
+    writeText(tmp_.file("data"), data);
+    auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
+    auto up = ssh("sha256sum", data, std::move(wsa_options));
+    EXPECT_EQ(up.code, 0) << up.err;
+    EXPECT_EQ(up.out.substr(0, 64), want);
+  }
   double controldMetric(const std::string& series) {
     auto r = httpRequest("GET", "http://" + cd_->httpAddress() + "/metrics", "",
                          {"Authorization: Bearer " + cd_->adminToken()});
@@ -76,18 +90,7 @@ TEST_F(ClientTest, SshThroughTheOverlayWithWsaAsProxyCommand) {
   auto r = ssh("echo hello-$((6*7)); exit 3");
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_EQ(r.out, "hello-42\n") << r.err;
-  // 8 MiB up, checksummed on the other side.
-  std::string data(8 << 20, '\0');
-  uint32_t x = 7;
-  for (auto& c : data) {
-    x = x * 1664525 + 1013904223;
-    c = static_cast<char>(x >> 24);
-  }
-  writeText(tmp_.file("data"), data);
-  auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
-  auto up = ssh("sha256sum", data);
-  EXPECT_EQ(up.code, 0) << up.err;
-  EXPECT_EQ(up.out.substr(0, 64), want);
+  uploadChecksummed(7);
   // The agent learned the client as a coordinated peer and reports the SSH sessions.
   ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connections"].size() >= 4; }, scaled(15s)));
   auto conns = cd_->agentView()["connections"];
@@ -164,18 +167,7 @@ TEST_F(ClientTest, ForwardServesALocalPortUntilInterrupted) {
 }
 
 TEST_F(ClientTest, RelayAlwaysCarriesSshThroughTheControlServer) {
-  // 8 MiB up through the relay, checksummed on the other side.
-  std::string data(8 << 20, '\0');
-  uint32_t x = 11;
-  for (auto& c : data) {
-    x = x * 1664525 + 1013904223;
-    c = static_cast<char>(x >> 24);
-  }
-  writeText(tmp_.file("data"), data);
-  auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
-  auto up = ssh("sha256sum", data, {"--relay", "always"});
-  EXPECT_EQ(up.code, 0) << up.err;
-  EXPECT_EQ(up.out.substr(0, 64), want);
+  uploadChecksummed(11, {"--relay", "always"});
   // Through controld, not over UDP: controld forwarded the datagrams, the agent received them
   // on its relay stream.
   EXPECT_GT(controldMetric("wsa_controld_relay_packets_total{result=\"forwarded\"}"), 5000.0);
