@@ -73,6 +73,27 @@ class ClientTest : public ::testing::Test {
     EXPECT_EQ(up.code, 0) << up.err;
     EXPECT_EQ(up.out.substr(0, 64), want);
   }
+  // Starts `wsa … forward` and waits until it prints the local address it serves (and, when
+  // given, `also` on stderr); the address is left in `local`.
+  std::unique_ptr<Process> startForward(std::vector<std::string> args, std::string* local,
+                                        const std::string& also = "") {
+    Process::Options o;
+    o.argv = wsa("alice", std::move(args));
+    o.stderr_path = tmp_.file("forward.err");
+    auto fwd = Process::start(o);
+    std::smatch m;
+    std::string err;
+    EXPECT_TRUE(waitUntil(
+        [&] {
+          err = readText(tmp_.file("forward.err"));
+          return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port \d+)")) &&
+                 err.find(also) != std::string::npos;
+        },
+        scaled(30s)))
+        << err;
+    *local = m.empty() ? "" : std::string(m[1]);
+    return fwd;
+  }
   double controldMetric(const std::string& series) {
     auto r = httpRequest("GET", "http://" + cd_->httpAddress() + "/metrics", "",
                          {"Authorization: Bearer " + cd_->adminToken()});
@@ -133,20 +154,9 @@ TEST_F(ClientTest, ProxyReachesTheHttpApiAndReportsErrorsClearly) {
 }
 
 TEST_F(ClientTest, ForwardServesALocalPortUntilInterrupted) {
-  Process::Options o;
-  o.argv = wsa("alice", {"forward", "dev", "0:4"});
-  o.stderr_path = tmp_.file("forward.err");
-  auto fwd = Process::start(o);
-  std::smatch m;
-  std::string err;
-  ASSERT_TRUE(waitUntil(
-      [&] {
-        err = readText(tmp_.file("forward.err"));
-        return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port 4)"));
-      },
-      scaled(30s)))
-      << err;
-  std::string local = m[1];
+  std::string local;
+  auto fwd = startForward({"forward", "dev", "0:4"}, &local);
+  ASSERT_FALSE(local.empty());
   // Each local connection is its own overlay connection to the agent's HTTP API.
   for (int i = 0; i < 3; ++i) {
     auto r = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
@@ -222,21 +232,10 @@ TEST_F(ClientNoDirectPathTest, AutoFallsBackToTheRelay) {
             std::string::npos)
       << api.err;
   // A forwarder finds the path before its first local connection.
-  Process::Options o;
-  o.argv = wsa("alice", {"--log-level", "info", "forward", "dev", "0:4"});
-  o.stderr_path = tmp_.file("forward.err");
-  auto fwd = Process::start(o);
-  std::smatch m;
-  std::string err;
-  ASSERT_TRUE(waitUntil(
-      [&] {
-        err = readText(tmp_.file("forward.err"));
-        return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev)")) &&
-               err.find("using the relay") != std::string::npos;
-      },
-      scaled(30s)))
-      << err;
-  std::string local = m[1];
+  std::string local;
+  auto fwd = startForward({"--log-level", "info", "forward", "dev", "0:4"}, &local,
+                          "using the relay");
+  ASSERT_FALSE(local.empty());
   auto r = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
   EXPECT_EQ(r.status, 200) << r.error;
   fwd->signal(SIGINT);
