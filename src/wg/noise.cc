@@ -38,6 +38,16 @@ void mixHash(Bytes32& h, std::span<const uint8_t> data) { h = hash({bytesOf(h), 
 // C = KDF1(C, input)
 void mixKey(Secret& ck, std::span<const uint8_t> input) { kdf(ck.data(), input, &ck); }
 
+// A fresh ephemeral key pair for our side of the handshake: its public half is written to the
+// message at `out` and mixed into the chaining key and the hash (both message kinds do this).
+void newEphemeral(Handshake& hs, uint8_t* out) {
+  hs.ephemeral_private = generatePrivateKey();
+  PublicKey e = publicKeyOf(hs.ephemeral_private);
+  std::memcpy(out, e.data(), kKeySize);
+  mixKey(hs.chaining_key, bytesOf(e));
+  mixHash(hs.hash, bytesOf(e));
+}
+
 }  // namespace
 
 Tai64n tai64n(int64_t unix_nanos) {
@@ -92,11 +102,7 @@ bool createInitiation(const Identity& us, const RemoteStatic& peer, Handshake& h
 
   writeType(msg, kMsgInitiation);
   writeLe32(msg + kInitiationSenderOffset, local_index);
-  hs.ephemeral_private = generatePrivateKey();
-  PublicKey e = publicKeyOf(hs.ephemeral_private);
-  std::memcpy(msg + kInitiationEphemeralOffset, e.data(), kKeySize);
-  mixKey(hs.chaining_key, bytesOf(e));
-  mixHash(hs.hash, bytesOf(e));
+  newEphemeral(hs, msg + kInitiationEphemeralOffset);
 
   auto es = dh(hs.ephemeral_private, peer.public_key);
   if (!es) return false;
@@ -163,11 +169,7 @@ bool createResponse(const RemoteStatic& peer, Handshake& hs, uint32_t local_inde
   writeLe32(msg + kResponseSenderOffset, local_index);
   writeLe32(msg + kResponseReceiverOffset, hs.remote_index);
 
-  hs.ephemeral_private = generatePrivateKey();
-  PublicKey e = publicKeyOf(hs.ephemeral_private);
-  std::memcpy(msg + kResponseEphemeralOffset, e.data(), kKeySize);
-  mixKey(hs.chaining_key, bytesOf(e));
-  mixHash(hs.hash, bytesOf(e));
+  newEphemeral(hs, msg + kResponseEphemeralOffset);
 
   auto ee = dh(hs.ephemeral_private, hs.remote_ephemeral);
   auto se = dh(hs.ephemeral_private, peer.public_key);
