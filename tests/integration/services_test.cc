@@ -590,21 +590,9 @@ TEST_F(ServicesTest, UnixSocketAndIpv6LoopbackListenersWork) {
   start({"--pty-listen", "unix:" + d.file("pty.sock"), "--api-listen", "[::1]:0"}, {}, false);
   EXPECT_EQ(agent_->ready()["pty"], "unix:" + d.file("pty.sock"));
   // A session over the unix socket.
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d.file("pty.sock").c_str());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
   std::string body = R"j({"id":"u","command":"echo over-unix-$((8*8))"})j";
   std::string frame = std::string(1, static_cast<char>(body.size())) + std::string(1, '\0') + body;
-  ASSERT_EQ(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
-  timeval tv{static_cast<time_t>(scaled(seconds(10)).count() / 1000), 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
+  std::string out = unixRoundTrip(d.file("pty.sock"), frame, "over-unix-64", scaled(seconds(10)));
   EXPECT_NE(out.find("over-unix-64"), std::string::npos) << out;
   auto r = httpRequest("GET", "http://" + agent_->ready()["api"].get<std::string>() + "/");
   EXPECT_EQ(r.status, 200) << r.error;

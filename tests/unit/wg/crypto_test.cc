@@ -16,20 +16,8 @@
 namespace wsa::wg {
 namespace {
 
-std::vector<uint8_t> unhex(std::string_view h) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
-
-Bytes32 key32(std::string_view h) {
-  auto v = unhex(h);
-  Bytes32 k;
-  std::memcpy(k.data(), v.data(), 32);
-  return k;
-}
+// Test vectors in hex (keyFromHex has its own test below).
+Bytes32 key32(std::string_view h) { return *keyFromHex(h); }
 
 TEST(WgCryptoTest, Blake2sKnownAnswer) {
   // RFC 7693 appendix B: BLAKE2s-256("abc").

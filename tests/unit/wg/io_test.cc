@@ -24,9 +24,6 @@ namespace {
 using namespace std::chrono_literals;
 
 using test::runLoopUntil;
-bool runUntil(asio::io_context& io, const std::function<bool()>& done) {
-  return runLoopUntil(io, done);
-}
 
 TEST(WgUdpTest, DatagramsRoundTripOverLoopbackInBatches) {
   asio::io_context io;
@@ -45,7 +42,7 @@ TEST(WgUdpTest, DatagramsRoundTripOverLoopbackInBatches) {
     (*b)->send(to, {reinterpret_cast<const uint8_t*>(s.data()), s.size()});
   }
   EXPECT_EQ((*b)->queued(), 100u);  // nothing leaves before the loop turns
-  ASSERT_TRUE(runUntil(io, [&] { return got.size() == 100; }));
+  ASSERT_TRUE(runLoopUntil(io, [&] { return got.size() == 100; }));
   EXPECT_EQ(got.front(), "datagram 0");
   EXPECT_EQ(got.back(), "datagram 99");
   EXPECT_EQ(last_from.port, (*b)->port());
@@ -66,7 +63,7 @@ TEST(WgUdpTest, DualStackSocketReachesIPv4Peers) {
   ASSERT_TRUE(b) << b.error();
   uint8_t x = 1;
   (*b)->send(*parseEndpoint("127.0.0.1:" + std::to_string((*a)->port())), {&x, 1});
-  ASSERT_TRUE(runUntil(io, [&] { return got == 1; }));
+  ASSERT_TRUE(runLoopUntil(io, [&] { return got == 1; }));
 }
 
 TEST(WgUdpTest, SendQueueIsBoundedAndCountsWhatItDrops) {
@@ -82,12 +79,12 @@ TEST(WgUdpTest, SendQueueIsBoundedAndCountsWhatItDrops) {
   for (size_t i = 0; i < UdpBind::kMaxQueued + 500; ++i) (*b)->send(to, payload);
   EXPECT_EQ((*b)->queued(), UdpBind::kMaxQueued);
   EXPECT_EQ((*b)->stats().tx_dropped, 500u);
-  ASSERT_TRUE(runUntil(io, [&] { return (*b)->queued() == 0; }));
+  ASSERT_TRUE(runLoopUntil(io, [&] { return (*b)->queued() == 0; }));
   EXPECT_EQ((*b)->stats().tx_datagrams, UdpBind::kMaxQueued) << "everything queued was sent";
   // (How many arrive depends on the receiver's socket buffer, net.core.rmem_max: not ours.)
-  ASSERT_TRUE(runUntil(io, [&] { return got > 0; }));
+  ASSERT_TRUE(runLoopUntil(io, [&] { return got > 0; }));
   // And it keeps working after the overflow.
-  ASSERT_TRUE(runUntil(io, [&] {
+  ASSERT_TRUE(runLoopUntil(io, [&] {
     size_t before = got;
     (*b)->send(to, payload);
     io.restart();
