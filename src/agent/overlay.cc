@@ -19,6 +19,7 @@
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/logging.h"
+#include "wsa/net/address.h"
 #include "wsa/overlay/v1/coordinate.pb.h"
 
 namespace wsa::agent {
@@ -260,7 +261,6 @@ void Overlay::stopRelay(AgentApi& api) {
   if (impl_->relay_api_ == &api) impl_->stopRelay();
 }
 
-bool Overlay::relayReady() const { return impl_->relay_ready_; }
 
 const std::vector<std::string>& Overlay::addresses() const { return impl_->addresses_; }
 std::string Overlay::publicKey() const { return wg::toBase64(impl_->device_.publicKey()); }
@@ -347,11 +347,6 @@ namespace wsa::agent {
 
 namespace {
 
-std::string joinEndpoint(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 std::vector<std::string> interfaceEndpoints(uint16_t port) {
   std::vector<std::string> out;
   ifaddrs* list = nullptr;
@@ -372,7 +367,7 @@ std::vector<std::string> interfaceEndpoints(uint16_t port) {
     } else {
       continue;
     }
-    out.push_back(joinEndpoint(host, port));
+    out.push_back(net::joinHostPort(host, port));
   }
   ::freeifaddrs(list);
   return out;
@@ -451,7 +446,7 @@ std::vector<std::string> Overlay::endpoints() const {
     if (auto p = wg::parseEndpoint(e)) {
       out.push_back(e);
     } else {
-      out.push_back(joinEndpoint(e, port));
+      out.push_back(net::joinHostPort(e, port));
     }
   }
   return out;
@@ -494,7 +489,6 @@ bool Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
   return added || new_key;
 }
 
-size_t Overlay::peerCount() const { return impl_->peers_.size(); }
 
 std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {
   return std::make_shared<Coordinator>(*this, impl_->alive_, api, agent_id);

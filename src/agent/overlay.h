@@ -76,12 +76,10 @@ class Overlay {
   // Coordinate and applies the peers the server sends (added, changed, removed) to the device.
   // A kRemain routine; the stream ending is an error (the connection reconnects).
   std::shared_ptr<Routine> makeCoordinator(AgentApi& api, const std::string& agent_id);
-  size_t peerCount() const;
   // The relay stream through the control server, for one connection's coordination: opened
   // (and reopened with backoff) from startRelay until stopRelay with the same API.
   void startRelay(AgentApi& api);
   void stopRelay(AgentApi& api);
-  bool relayReady() const;
   // Coordination helpers (used by the coordinator routine).
   void describeSelf(const std::string& id, overlay::v1::Node* node) const;
   // Returns true when the update added a peer or changed its key: the peer may handshake now

@@ -4,7 +4,6 @@
 #include <asio/ip/address.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -14,7 +13,6 @@
 #include "wsa/common/logging.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
-#include "wsa/net/asio_stream.h"
 #include "wsa/net/splice.h"
 
 namespace wsa::agent {
@@ -187,24 +185,13 @@ void Services::serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::strin
     return;
   }
   if (port == kOverlaySshPorts[0] || port == kOverlaySshPorts[1]) {
-    // libssh serves a file descriptor on its own thread: bridge the overlay stream to one end
-    // of a socketpair and hand it the other.
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      stream->abort();
+    // libssh serves a file descriptor on its own thread.
+    auto fd = net::spliceToFd(io_, std::move(stream));
+    if (!fd) {
+      logging::get("overlay")->warn("SSH over the overlay from {}: {}", peer, fd.error());
       return;
     }
-    asio::local::stream_protocol::socket local(io_);
-    std::error_code ec;
-    local.assign(asio::local::stream_protocol(), fds[0], ec);
-    if (ec) {
-      ::close(fds[0]);
-      ::close(fds[1]);
-      stream->abort();
-      return;
-    }
-    net::splice(std::move(stream), std::make_unique<net::UnixStream>(std::move(local)), nullptr);
-    ssh_->serveFd(fds[1], std::move(peer), /*from_overlay=*/true);
+    ssh_->serveFd(*fd, std::move(peer), /*from_overlay=*/true);
   } else if (port == kOverlayPtyPort) {
     rpty_->serve(std::move(stream));
   } else if (port == kOverlaySpeedtestPort) {

@@ -67,8 +67,6 @@ class Services {
   ssh::SshServer& ssh() { return *ssh_; }
   rpty::Server& rpty() { return *rpty_; }
   speedtest::Server& speedtest() { return *speedtest_; }
-  // Null until the manifest has assigned overlay addresses.
-  Overlay* overlay() { return overlay_.get(); }
 
  private:
   Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,

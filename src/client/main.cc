@@ -17,7 +17,6 @@
 // it goes through the control server's relay instead (--relay auto|always|never).
 
 #include <grpcpp/grpcpp.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -45,7 +44,6 @@
 #include "wsa/common/logging.h"
 #include "wsa/common/time.h"
 #include "wsa/control/channel.h"
-#include "wsa/net/asio_stream.h"
 #include "wsa/net/listener.h"
 #include "wsa/net/splice.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
@@ -346,21 +344,15 @@ int run(const std::string& url_text, const std::string& token, const std::string
       deadline.cancel();
       log->info("connected to {} ({}) port {}", agent, to, port);
       if (target.speedtest) {
-        // The speed test client is blocking code: it runs on its own thread against one end of
-        // a socket pair whose other end is spliced to the overlay connection.
-        int fds[2];
-        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-          failure = std::string("socketpair: ") + std::strerror(errno);
+        // The speed test client is blocking code: it runs on its own thread against a socket
+        // spliced to the overlay connection.
+        auto fd = net::spliceToFd(io, std::move(*s));
+        if (!fd) {
+          failure = fd.error();
           io.stop();
           return;
         }
-        asio::local::stream_protocol::socket local(io);
-        local.assign(asio::local::stream_protocol(), fds[0]);
-        net::splice(std::move(*s),
-                    std::make_unique<net::AsioStream<asio::local::stream_protocol::socket>>(
-                        std::move(local)),
-                    nullptr);
-        speed_thread = std::thread([&, fd = fds[1]] {
+        speed_thread = std::thread([&, fd = *fd] {
           auto r = speedtest::runClient(fd, *target.speedtest);
           ::close(fd);
           asio::post(io, [&, r = std::move(r)] {

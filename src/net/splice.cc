@@ -1,8 +1,15 @@
 #include "wsa/net/splice.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <asio/error.hpp>
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <vector>
+
+#include "wsa/net/asio_stream.h"
 
 namespace wsa::net {
 
@@ -81,6 +88,26 @@ class Splice : public std::enable_shared_from_this<Splice> {
 void splice(ByteStreamPtr a, ByteStreamPtr b, std::function<void(const SpliceResult&)> done,
             size_t buffer_size) {
   std::make_shared<Splice>(std::move(a), std::move(b), std::move(done), buffer_size)->start();
+}
+
+Result<int> spliceToFd(asio::io_context& io, ByteStreamPtr stream) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    int e = errno;
+    stream->abort();
+    return makeError(std::string("socketpair: ") + std::strerror(e));
+  }
+  asio::local::stream_protocol::socket local(io);
+  std::error_code ec;
+  local.assign(asio::local::stream_protocol(), fds[0], ec);
+  if (ec) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    stream->abort();
+    return makeError("socket pair: " + ec.message());
+  }
+  splice(std::move(stream), std::make_unique<UnixStream>(std::move(local)), nullptr);
+  return fds[1];
 }
 
 }  // namespace wsa::net

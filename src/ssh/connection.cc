@@ -25,6 +25,7 @@
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
 #include "wsa/common/uuid.h"
+#include "wsa/net/address.h"
 
 namespace wsa::ssh {
 
@@ -701,16 +702,12 @@ Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::stri
   if (peer_ip_.empty()) {
     // Not an IP socket (an overlay connection bridged through a socketpair): the peer string
     // is the overlay address, "ip:port" or "[ip6]:port".
-    std::string host = peer_;
-    size_t colon = host.rfind(':');
-    if (colon != std::string::npos && colon + 1 < host.size()) {
-      peer_port_ = static_cast<uint16_t>(std::atoi(host.c_str() + colon + 1));
-      host.resize(colon);
+    if (auto a = net::parseListenAddress(peer_); a && !a->is_unix && !a->host.empty()) {
+      peer_ip_ = a->host;
+      peer_port_ = a->port;
+    } else {
+      peer_ip_ = "127.0.0.1";
     }
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
-    peer_ip_ = host.empty() || host == "unix" ? "127.0.0.1" : host;
   }
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }

@@ -9,7 +9,12 @@
 #include <functional>
 #include <system_error>
 
+#include "wsa/common/result.h"
 #include "wsa/net/stream.h"
+
+namespace asio {
+class io_context;
+}
 
 namespace wsa::net {
 
@@ -20,5 +25,10 @@ struct SpliceResult {
 
 void splice(ByteStreamPtr a, ByteStreamPtr b, std::function<void(const SpliceResult&)> done,
             size_t buffer_size = 64 * 1024);
+
+// For code that wants a file descriptor (libssh, blocking clients): splices `stream` to one end
+// of a new unix socket pair and returns the other end, which the caller owns. On failure the
+// stream is aborted.
+Result<int> spliceToFd(asio::io_context& io, ByteStreamPtr stream);
 
 }  // namespace wsa::net
