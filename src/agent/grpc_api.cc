@@ -6,7 +6,6 @@
 #include <asio/post.hpp>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <set>
 
@@ -81,27 +80,11 @@ class CallRegistry {
     std::lock_guard l(mu_);
     cancelled_ = true;
     for (auto* c : calls_) c->TryCancel();
-    for (auto& [id, w] : relays_) {
-      if (auto r = w.lock()) r->cancel();
-    }
-  }
-  // Relay streams keep their context to themselves; they are cancelled through their handle.
-  uint64_t addRelay(const std::shared_ptr<control::RelayStream>& r) {
-    std::lock_guard l(mu_);
-    if (cancelled_) r->cancel();
-    relays_[++next_relay_] = r;
-    return next_relay_;
-  }
-  void removeRelay(uint64_t id) {
-    std::lock_guard l(mu_);
-    relays_.erase(id);
   }
 
  private:
   std::mutex mu_;
   std::set<grpc::ClientContext*> calls_;
-  std::map<uint64_t, std::weak_ptr<control::RelayStream>> relays_;
-  uint64_t next_relay_ = 0;
   bool cancelled_ = false;
 };
 
@@ -262,10 +245,11 @@ class CoordHandle final : public CoordinateStream {
 class GrpcApi final : public AgentApi {
  public:
   GrpcApi(std::shared_ptr<LoopTarget> loop, std::shared_ptr<v1::Agent::Stub> stub,
-          std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub, const GrpcApiOptions& o,
+          std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub,
+          std::shared_ptr<grpc::Channel> channel, const GrpcApiOptions& o,
           std::shared_ptr<CallRegistry> reg)
       : loop_(std::move(loop)), stub_(std::move(stub)), overlay_stub_(std::move(overlay_stub)),
-        opts_(o), reg_(std::move(reg)) {}
+        channel_(std::move(channel)), opts_(o), reg_(std::move(reg)) {}
   ~GrpcApi() override { reg_->cancelAll(); }
 
   template <typename Req, typename Resp, typename Method>
@@ -384,31 +368,30 @@ class GrpcApi final : public AgentApi {
                                               control::RelayStream::Callbacks cb) override {
     auto loop = loop_;
     auto reg = reg_;
-    auto id = std::make_shared<std::atomic<uint64_t>>(0);
+    auto ctx = std::make_shared<grpc::ClientContext*>(nullptr);
     cb.post = [loop](std::function<void()> f) { loop->post(std::move(f)); };
-    // The registry entry goes when the stream ends, which may be before start() returns.
-    cb.on_done = [loop, reg, id, done = std::move(cb.on_done)](int code, std::string message) {
-      if (uint64_t was = id->exchange(UINT64_MAX); was != 0) reg->removeRelay(was);
+    // Registered like every other call: before it starts, removed when it ends.
+    cb.on_context = [reg, ctx](grpc::ClientContext* c) {
+      *ctx = c;
+      reg->add(c);
+    };
+    cb.on_done = [loop, reg, ctx, done = std::move(cb.on_done)](int code, std::string message) {
+      reg->remove(*ctx);
       loop->end([done, st = RpcStatus{code, std::move(message)}] {
         if (done) done(st.code, st.message);
       });
     };
     loop->begin();
-    auto r = control::RelayStream::start(channel_, opts_.token(), hello_key, std::move(cb));
-    uint64_t mine = reg->addRelay(r);
-    uint64_t expected = 0;
-    if (!id->compare_exchange_strong(expected, mine)) reg->removeRelay(mine);
-    return r;
+    return control::RelayStream::start(channel_, opts_.token(), hello_key, std::move(cb));
   }
 
   void cancelAll() override { reg_->cancelAll(); }
-
-  std::shared_ptr<grpc::Channel> channel_;
 
  private:
   std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<v1::Agent::Stub> stub_;
   std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub_;
+  std::shared_ptr<grpc::Channel> channel_;  // for the relay stream
   GrpcApiOptions opts_;
   std::shared_ptr<CallRegistry> reg_;
 };
@@ -423,9 +406,7 @@ class GrpcFactory final : public AgentApiFactory {
   std::unique_ptr<AgentApi> connect() override {
     auto reg = std::make_shared<CallRegistry>();
     registries_.push_back(reg);
-    auto api = std::make_unique<GrpcApi>(loop_, stub_, overlay_stub_, opts_, reg);
-    api->channel_ = channel_;
-    return api;
+    return std::make_unique<GrpcApi>(loop_, stub_, overlay_stub_, channel_, opts_, reg);
   }
   void drain(std::chrono::milliseconds timeout) override {
     for (auto& w : registries_) {

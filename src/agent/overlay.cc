@@ -15,7 +15,7 @@
 #include "wg/device.h"
 #include "wg/metrics.h"
 #include "wg/node.h"
-#include "wg/relay_endpoints.h"
+#include "wg/relay_path.h"
 #include "wg/uapi.h"
 #include "wg/udp.h"
 #include "wsa/common/logging.h"
@@ -33,11 +33,7 @@ class Overlay::Impl {
                 wg::Device::Io{
                     .send = [this](const wg::Endpoint& to,
                                    std::span<const uint8_t> d) {
-                      if (wg::RelayEndpoints::isRelay(to)) {
-                        sendRelayed(to, d);
-                      } else if (udp_) {
-                        udp_->send(to, d);
-                      }
+                      if (!relay_.send(to, d) && udp_) udp_->send(to, d);
                     },
                     .deliver = [this](std::span<const uint8_t> p) {
                       if (stack_) stack_->input(p);
@@ -47,34 +43,13 @@ class Overlay::Impl {
         log_(logging::get("overlay")) {}
 
   // --- relay (Overlay.Relay through the control server) ---
-  void sendRelayed(const wg::Endpoint& to, std::span<const uint8_t> d) {
-    auto key = relay_eps_.keyFor(to);
-    if (!key || !relay_) {
-      ++relay_unroutable_;
-      return;
-    }
-    relay_->send(*key, d);
-  }
-  void onRelayed(control::RelayStream::Packets packets) {
-    for (auto& [key, payload] : packets) {
-      std::span<uint8_t> d(reinterpret_cast<uint8_t*>(payload.data()), payload.size());
-      device_.receive(relay_eps_.endpointFor(key), d);
-    }
-  }
   void startRelay(AgentApi& api);
   void openRelay();
   void stopRelay();
   void dropRelay();  // forgets the stream, keeping its counts
   control::RelayStreamStats relayStats() const {
     control::RelayStreamStats s = relay_totals_;
-    if (relay_) {
-      auto c = relay_->stats();
-      s.packets_sent += c.packets_sent;
-      s.packets_received += c.packets_received;
-      s.dropped_queue_full += c.dropped_queue_full;
-      s.dropped_not_ready += c.dropped_not_ready;
-      s.queued = c.queued;
-    }
+    if (relay_.stream()) s += relay_.stream()->stats();
     return s;
   }
 
@@ -91,16 +66,13 @@ class Overlay::Impl {
   std::map<std::string, wg::PublicKey> peers_;  // coordinated peers by id
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::shared_ptr<spdlog::logger> log_;
-  wg::RelayEndpoints relay_eps_;
-  std::shared_ptr<control::RelayStream> relay_;
+  wg::RelayPath relay_;
   AgentApi* relay_api_ = nullptr;  // the connection's API while coordinating
   uint64_t relay_gen_ = 0;
   std::unique_ptr<Timer> relay_timer_;
   Duration relay_backoff_{};
-  bool relay_ready_ = false;
   bool relay_warned_ = false;
   control::RelayStreamStats relay_totals_;  // of the streams that ended
-  uint64_t relay_unroutable_ = 0;
   uint64_t relay_streams_ = 0;
 };
 
@@ -121,14 +93,13 @@ void Overlay::Impl::openRelay() {
   control::RelayStream::Callbacks cb;
   cb.on_ready = [this, alive, gen] {
     if (alive.expired() || gen != relay_gen_) return;
-    relay_ready_ = true;
     relay_backoff_ = std::chrono::milliseconds(250);
     log_->info("relay: connected through the control server");
     relay_warned_ = false;
   };
   cb.on_packets = [this, alive, gen](control::RelayStream::Packets p) {
     if (alive.expired() || gen != relay_gen_) return;
-    onRelayed(std::move(p));
+    relay_.deliver(device_, std::move(p));
   };
   cb.on_done = [this, alive, gen](int code, std::string message) {
     if (alive.expired() || gen != relay_gen_) return;
@@ -149,27 +120,23 @@ void Overlay::Impl::openRelay() {
     relay_backoff_ = std::min<Duration>(relay_backoff_ * 2, std::chrono::seconds(10));
   };
   ++relay_streams_;
-  relay_ = relay_api_->relay(device_.publicKey(), std::move(cb));
+  relay_.setStream(relay_api_->relay(device_.publicKey(), std::move(cb)));
 }
 
 void Overlay::Impl::stopRelay() {
   relay_api_ = nullptr;
   ++relay_gen_;
   if (relay_timer_) relay_timer_->cancel();
-  if (relay_) relay_->cancel();
+  if (relay_.stream()) relay_.stream()->cancel();
   dropRelay();
 }
 
 void Overlay::Impl::dropRelay() {
-  if (relay_) {
-    auto s = relay_->stats();
-    relay_totals_.packets_sent += s.packets_sent;
-    relay_totals_.packets_received += s.packets_received;
-    relay_totals_.dropped_queue_full += s.dropped_queue_full;
-    relay_totals_.dropped_not_ready += s.dropped_not_ready;
-    relay_.reset();
+  if (relay_.stream()) {
+    relay_totals_ += relay_.stream()->stats();
+    relay_totals_.queued = 0;
+    relay_.setStream(nullptr);
   }
-  relay_ready_ = false;
 }
 
 Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clock,
@@ -305,7 +272,7 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
       static_cast<double>(fs.rejected));
   auto rs = impl_->relayStats();
   add("wsa_overlay_relay_connected", "1 while the relay stream to the control server is up",
-      T::Gauge, impl_->relay_ready_ ? 1 : 0);
+      T::Gauge, impl_->relay_.ready() ? 1 : 0);
   add("wsa_overlay_relay_streams_total", "Relay streams opened", T::Counter,
       static_cast<double>(impl_->relay_streams_));
   add("wsa_overlay_relay_packets_sent_total", "Datagrams sent through the relay", T::Counter,
@@ -315,10 +282,10 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
   add("wsa_overlay_relay_queued_packets", "Datagrams waiting for the relay stream", T::Gauge,
       static_cast<double>(rs.queued));
   add("wsa_overlay_relay_peers", "Peers with a relay stand-in endpoint", T::Gauge,
-      static_cast<double>(impl_->relay_eps_.size()));
+      static_cast<double>(impl_->relay_.endpoints().size()));
   add("wsa_overlay_relay_peers_reassigned_total",
       "Relay stand-in endpoints given to a new peer at the bound", T::Counter,
-      static_cast<double>(impl_->relay_eps_.reassigned()));
+      static_cast<double>(impl_->relay_.endpoints().reassigned()));
   {
     prometheus::MetricFamily f{"wsa_overlay_relay_dropped_total",
                                "Datagrams for the relay dropped, by reason",
@@ -332,7 +299,7 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
     };
     reason("queue_full", rs.dropped_queue_full);
     reason("not_ready", rs.dropped_not_ready);
-    reason("no_stream", impl_->relay_unroutable_);
+    reason("no_stream", impl_->relay_.unroutable());
     out.push_back(std::move(f));
   }
   return out;

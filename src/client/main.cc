@@ -27,7 +27,6 @@
 #include <asio/write.hpp>
 #include <condition_variable>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <iostream>
 #include <thread>
@@ -38,10 +37,12 @@
 #include "speedtest/speedtest.h"
 #include "wg/device.h"
 #include "wg/node.h"
-#include "wg/relay_endpoints.h"
+#include "wg/relay_path.h"
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
+#include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/strings.h"
 #include "wsa/common/time.h"
 #include "wsa/control/channel.h"
 #include "wsa/net/listener.h"
@@ -141,18 +142,12 @@ int run(const std::string& url_text, const std::string& token, const std::string
   auto clock = makeLoopClock(io);
   std::unique_ptr<wg::UdpBind> udp;
   std::unique_ptr<netstack::Netstack> stack;
-  wg::RelayEndpoints relay_eps;
-  std::shared_ptr<control::RelayStream> relay;
+  wg::RelayPath relay;
   wg::Device device(*clock, wg::DeviceOptions{},
                     wg::Device::Io{
                         .send = [&](const wg::Endpoint& to,
                                     std::span<const uint8_t> d) {
-                          if (wg::RelayEndpoints::isRelay(to)) {
-                            auto key = relay_eps.keyFor(to);
-                            if (key && relay) relay->send(*key, d);
-                          } else if (udp) {
-                            udp->send(to, d);
-                          }
+                          if (!relay.send(to, d) && udp) udp->send(to, d);
                         },
                         .deliver = [&](std::span<const uint8_t> p) {
                           if (stack) stack->input(p);
@@ -213,7 +208,6 @@ int run(const std::string& url_text, const std::string& token, const std::string
   enum class Path { kNone, kDirect, kRelay } path = Path::kNone;
   std::optional<wg::PeerConfig> agent_peer;  // as the agent last published it
   bool fell_back = false;                    // auto mode: the direct path did not work
-  bool relay_ready = false;
   std::mutex relay_mu;
   std::condition_variable relay_cv;
   bool relay_ended = true;
@@ -223,24 +217,19 @@ int run(const std::string& url_text, const std::string& token, const std::string
   };
   std::function<void()> decide;
   auto openRelay = [&] {
-    if (relay || target.relay == RelayMode::kNever) return;
+    if (relay.stream() || target.relay == RelayMode::kNever) return;
     control::RelayStream::Callbacks cb;
     cb.post = [&io](std::function<void()> f) { asio::post(io, std::move(f)); };
     cb.on_ready = [&] {
-      relay_ready = true;
       log->debug("relay stream ready");
       decide();
     };
     cb.on_packets = [&](control::RelayStream::Packets packets) {
-      for (auto& [key, payload] : packets) {
-        device.receive(relay_eps.endpointFor(key),
-                       {reinterpret_cast<uint8_t*>(payload.data()), payload.size()});
-      }
+      relay.deliver(device, std::move(packets));
     };
     cb.on_done = [&](int code, std::string message) {
       // Posted first, then marked ended: the teardown waits for the mark before the loop goes.
       asio::post(io, [&, code, message] {
-        relay_ready = false;
         bool needed = path == Path::kRelay || target.relay == RelayMode::kAlways || fell_back ||
                       (agent_peer && !agent_peer->endpoint);
         if (needed && failure.empty()) {
@@ -256,12 +245,13 @@ int run(const std::string& url_text, const std::string& token, const std::string
       relay_cv.notify_all();
     };
     relay_ended = false;
-    relay = control::RelayStream::start(*channel, token, device.publicKey(), std::move(cb));
+    relay.setStream(
+        control::RelayStream::start(*channel, token, device.publicKey(), std::move(cb)));
   };
   // Points the agent's peer at the chosen path.
   auto applyPath = [&]() -> bool {
     wg::PeerConfig pc = *agent_peer;
-    if (path == Path::kRelay) pc.endpoint = relay_eps.endpointFor(pc.public_key);
+    if (path == Path::kRelay) pc.endpoint = relay.endpointFor(pc.public_key);
     if (auto st = device.setPeer(pc); !st) {
       failure = st.error();
       io.stop();
@@ -401,7 +391,6 @@ int run(const std::string& url_text, const std::string& token, const std::string
       log->info("agent node: endpoint {}",
                 agent_peer->endpoint ? agent_peer->endpoint->toString() : "(none)");
       if (path != Path::kNone && !applyPath()) return;
-      decide();
       if (!have_node) {
         have_node = true;
         // The agent says when it has added us (ready_for_handshake); should that not come
@@ -415,7 +404,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
         });
       }
     }
-    if (have_node && agent_ready && path != Path::kNone) startDial();
+    decide();
   };
   decide = [&] {
     if (!agent_peer || !failure.empty()) return;
@@ -426,7 +415,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
         io.stop();
         return;
       }
-      if (!relay_ready) return;  // on_ready decides again
+      if (!relay.ready()) return;  // on_ready decides again
       if (path != Path::kRelay) {
         path = Path::kRelay;
         if (!applyPath()) return;
@@ -477,9 +466,9 @@ int run(const std::string& url_text, const std::string& token, const std::string
   cctx.TryCancel();
   reader.join();
   rw->Finish();
-  if (relay) {
+  if (relay.stream()) {
     // Its callbacks post to the loop: wait for the last one before the loop goes.
-    relay->cancel();
+    relay.stream()->cancel();
     std::unique_lock l(relay_mu);
     if (!relay_cv.wait_for(l, std::chrono::seconds(10), [&] { return relay_ended; })) {
       std::cerr << "wsa: the relay stream did not end\n";
@@ -592,12 +581,12 @@ int main(int argc, char** argv) {
   }
 
   if (token.empty() && !token_file.empty()) {
-    std::ifstream f(token_file);
-    if (!f) {
-      std::cerr << "wsa: --token-file " << token_file << ": " << std::strerror(errno) << "\n";
+    auto t = readFile(token_file, 64 * 1024);
+    if (!t) {
+      std::cerr << "wsa: --token-file: " << t.error() << "\n";
       return 2;
     }
-    std::getline(f, token);
+    token = std::string(trim(*t));
   }
   if (token.empty()) {
     std::cerr << "wsa: a token is needed (--token-file, --token or WSA_TOKEN)\n";

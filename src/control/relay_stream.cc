@@ -24,6 +24,7 @@ class Stream final : public RelayStream,
     self_ = std::move(self);
     stub_ = ov::Overlay::NewStub(channel);
     prepareContext(ctx_, token);
+    if (cb_.on_context) cb_.on_context(&ctx_);
     stub_->async()->Relay(&ctx_, this);
     hello_.set_hello_key(std::string(hello.begin(), hello.end()));
     // The hold keeps OnDone away until reading has ended and no write can start any more.
@@ -40,14 +41,13 @@ class Stream final : public RelayStream,
       ++stats_.dropped_not_ready;
       return false;
     }
-    if (stats_.queued >= max_) {
+    if (static_cast<size_t>(pending_.packets_size()) >= max_) {
       ++stats_.dropped_queue_full;
       return false;
     }
     auto* p = pending_.add_packets();
     p->set_peer_key(std::string(to.begin(), to.end()));
     p->set_payload(reinterpret_cast<const char*>(datagram.data()), datagram.size());
-    ++stats_.queued;
     if (!writing_) writeNextLocked();
     return true;
   }
@@ -59,7 +59,9 @@ class Stream final : public RelayStream,
   }
   RelayStreamStats stats() const override {
     std::lock_guard l(mu_);
-    return stats_;
+    RelayStreamStats s = stats_;
+    s.queued = static_cast<size_t>(pending_.packets_size());
+    return s;
   }
 
   void OnWriteDone(bool ok) override {
@@ -78,18 +80,14 @@ class Stream final : public RelayStream,
       {
         std::lock_guard l(mu_);
         finished_ = true;
-        stats_.queued = 0;
         pending_.Clear();
       }
       RemoveHold();
       return;
     }
-    bool first;
-    {
-      std::lock_guard l(mu_);
-      first = !acked_;
-      acked_ = true;
-    }
+    // Reads are one at a time: acked_ needs no lock.
+    bool first = !acked_;
+    acked_ = true;
     if (first) {
       // Ready from the owner's point of view once on_ready runs there; sends before that
       // count as not ready.
@@ -148,7 +146,6 @@ class Stream final : public RelayStream,
       }
       from->DeleteSubrange(0, static_cast<int>(kMaxPacketsPerMessage));
     }
-    stats_.queued -= static_cast<size_t>(inflight_.packets_size());
     writing_ = true;
     StartWrite(&inflight_);
   }

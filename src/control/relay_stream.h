@@ -20,7 +20,8 @@
 
 namespace grpc {
 class Channel;
-}
+class ClientContext;
+}  // namespace grpc
 
 namespace wsa::control {
 
@@ -30,6 +31,16 @@ struct RelayStreamStats {
   uint64_t dropped_queue_full = 0;
   uint64_t dropped_not_ready = 0;  // before the hello was acknowledged, or after the end
   size_t queued = 0;               // waiting for the write in flight
+
+  // Adds the counts of another (ended) stream; `queued` is the other's.
+  RelayStreamStats& operator+=(const RelayStreamStats& o) {
+    packets_sent += o.packets_sent;
+    packets_received += o.packets_received;
+    dropped_queue_full += o.dropped_queue_full;
+    dropped_not_ready += o.dropped_not_ready;
+    queued = o.queued;
+    return *this;
+  }
 };
 
 class RelayStream {
@@ -43,6 +54,9 @@ class RelayStream {
     std::function<void(Packets)> on_packets;  // posted
     // The stream ended (gRPC status code and message). Called once, on a gRPC thread.
     std::function<void(int code, std::string message)> on_done;
+    // Optional: the call's context, before the call starts (to register it for cancellation);
+    // valid until on_done returns.
+    std::function<void(grpc::ClientContext*)> on_context;
   };
   static constexpr size_t kDefaultMaxQueued = 1024;
   static constexpr size_t kMaxPacketsPerMessage = 64;
