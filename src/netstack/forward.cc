@@ -23,7 +23,7 @@ class LocalForwarder::Impl : public std::enable_shared_from_this<LocalForwarder:
     }
     stats_.active++;
     auto attempt = std::make_shared<Attempt>(io_, std::move(overlay), port);
-    connect(attempt, false);
+    connect(attempt);
   }
 
   struct Attempt {
@@ -68,8 +68,8 @@ class LocalForwarder::Impl : public std::enable_shared_from_this<LocalForwarder:
     });
   }
 
-  void connect(const std::shared_ptr<Attempt>& a, bool v6) {
-    connectLocal(a, v6, [this, self = shared_from_this(), a](std::error_code ec) {
+  void connect(const std::shared_ptr<Attempt>& a) {
+    connectLocal(a, /*v6=*/false, [this, self = shared_from_this(), a](std::error_code ec) {
       if (ec) {
         stats_.refused++;
         stats_.active--;
@@ -151,11 +151,8 @@ LocalForwarder::~LocalForwarder() = default;
 
 void LocalForwarder::forward(net::ByteStreamPtr overlay, uint16_t port,
                              const std::string& remote) {
-  if (remote.empty()) {
-    impl_->forward(std::move(overlay), port);
-  } else {
-    impl_->forwardClaimed(std::move(overlay), port, remote);
-  }
+  // Without a gate-opened connection for (remote, port) this connects afresh.
+  impl_->forwardClaimed(std::move(overlay), port, remote);
 }
 
 void LocalForwarder::gate(uint16_t port, const std::string& remote,

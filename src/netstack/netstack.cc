@@ -23,6 +23,7 @@
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "wsa_lwip_hooks.h"
+#include "wsa/net/address.h"
 
 // --- what lwIP needs from its platform ----------------------------------------------------------
 
@@ -58,8 +59,7 @@ std::string formatEndpoint(const ip_addr_t& addr, uint16_t port) {
   char buf[IPADDR_STRLEN_MAX];
   ipaddr_ntoa_r(&addr, buf, sizeof(buf));
   for (char* c = buf; *c != '\0'; ++c) *c = static_cast<char>(std::tolower(*c));  // lwIP: "FD7A::
-  if (IP_IS_V6_VAL(addr)) return "[" + std::string(buf) + "]:" + std::to_string(port);
-  return std::string(buf) + ":" + std::to_string(port);
+  return net::joinHostPort(buf, port);
 }
 
 std::error_code errorFromLwip(err_t err) {

@@ -31,6 +31,7 @@
 #include "wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/strings.h"
 #include "wsa/http/server.h"
 #include "wsa/version.h"
 
@@ -231,11 +232,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   WSA_CLI_PARSE(app, argc, argv);
 
-  for (size_t pos = 0; !netstack.empty() && pos <= netstack.size();) {
-    size_t comma = netstack.find(',', pos);
-    if (comma == std::string::npos) comma = netstack.size();
-    if (comma > pos) cfg.netstack.push_back(netstack.substr(pos, comma - pos));
-    pos = comma + 1;
+  for (auto& a : wsa::split(netstack, ',')) {
+    if (!a.empty()) cfg.netstack.push_back(std::move(a));
   }
   wsa::logging::Options lopts;
   lopts.level = level;

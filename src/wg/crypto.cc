@@ -11,6 +11,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "wg/messages.h"
+
 namespace wsa::wg {
 
 namespace {
@@ -47,7 +49,7 @@ const EVP_CIPHER* chacha() {
 
 void nonceOf(uint64_t counter, uint8_t nonce[12]) {
   std::memset(nonce, 0, 4);
-  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
+  writeLe64(nonce + 4, counter);
 }
 
 struct CipherCtx {

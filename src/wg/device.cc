@@ -7,6 +7,7 @@
 #include "wg/messages.h"
 #include "wg/noise.h"
 #include "wg/replay.h"
+#include "wsa/common/time.h"
 
 namespace wsa::wg {
 
@@ -60,11 +61,9 @@ std::string sourceKey(const Endpoint& e) {
 
 class Peer {
  public:
-  Peer(Device::Impl& dev, const PublicKey& key);
+  explicit Peer(Device::Impl& dev);
   ~Peer();
 
-  Device::Impl& dev;
-  PublicKey key;
   RemoteStatic remote;
   Handshake hs;
   Endpoint endpoint;
@@ -126,7 +125,7 @@ class Device::Impl {
       if (has_key_ && c.public_key == id_.public_key) {
         return makeError("a peer cannot have the device's own public key");
       }
-      auto owned = std::make_unique<Peer>(*this, c.public_key);
+      auto owned = std::make_unique<Peer>(*this);
       p = owned.get();
       p->remote = makeRemoteStatic(id_, c.public_key, Secret());
       peers_[c.public_key] = std::move(owned);
@@ -737,11 +736,7 @@ class Device::Impl {
     p.zero_keys->schedule(opts_.timing.reject_after_time * 3, [this, pp] { expireSessions(*pp); });
   }
 
-  int64_t wallNanos() const {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               clock_.systemNow().time_since_epoch())
-        .count();
-  }
+  int64_t wallNanos() const { return toUnixNanos(clock_.systemNow()); }
 
   void drop(Drop d) { counters_.drops[static_cast<size_t>(d)]++; }
 
@@ -777,16 +772,13 @@ class Device::Impl {
   friend class Peer;
 };
 
-Peer::Peer(Device::Impl& d, const PublicKey& k)
-    : dev(d), key(k), retransmit(d.clock_.createTimer()), send_keepalive(d.clock_.createTimer()),
+Peer::Peer(Device::Impl& d)
+    : retransmit(d.clock_.createTimer()), send_keepalive(d.clock_.createTimer()),
       new_handshake(d.clock_.createTimer()), zero_keys(d.clock_.createTimer()),
       persistent(d.clock_.createTimer()) {}
 
+// (The timers cancel themselves as they go.)
 Peer::~Peer() {
-  for (auto* t : {retransmit.get(), send_keepalive.get(), new_handshake.get(), zero_keys.get(),
-                  persistent.get()}) {
-    t->cancel();
-  }
   for (auto& s : staged) wipe(s.data(), s.size());
 }
 

@@ -41,15 +41,14 @@ Endpoint RelayEndpoints::endpointFor(const PublicKey& key) {
     ++reassigned_;
   }
   auto port = static_cast<uint16_t>(index + 1);
-  slots_[index] = Slot{key, tick_, true};
+  slots_[index] = Slot{key, tick_};
   by_key_[key] = port;
   return endpointOf(port);
 }
 
 std::optional<PublicKey> RelayEndpoints::keyFor(const Endpoint& e) {
   if (!isRelay(e) || e.port > slots_.size()) return std::nullopt;
-  Slot& s = slots_[e.port - 1];
-  if (!s.used) return std::nullopt;
+  Slot& s = slots_[e.port - 1];  // every slot below size() holds a key
   s.last_use = ++tick_;
   return s.key;
 }

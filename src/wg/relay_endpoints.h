@@ -40,7 +40,6 @@ class RelayEndpoints {
   struct Slot {
     PublicKey key{};
     uint64_t last_use = 0;
-    bool used = false;
   };
   static Endpoint endpointOf(uint16_t port);
   size_t max_;

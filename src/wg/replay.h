@@ -17,7 +17,6 @@ class ReplayWindow {
   // Marks the counter seen; false if it was not acceptable (replayed or too old).
   bool update(uint64_t counter);
   void reset();
-  uint64_t newest() const { return newest_; }
 
  private:
   static constexpr size_t kWords = 8192 / 64;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "wsa/common/logging.h"
+#include "wsa/common/time.h"
 #include "wsa/net/listener.h"
 
 namespace wsa::wg {
@@ -39,9 +40,7 @@ std::string uapiGet(const Device& d, uint16_t listen_port) {
     if (p.endpoint.valid()) out += "endpoint=" + p.endpoint.toString() + "\n";
     int64_t secs = 0, nsecs = 0;
     if (p.last_handshake) {
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    p.last_handshake->time_since_epoch())
-                    .count();
+      auto ns = toUnixNanos(*p.last_handshake);
       secs = ns / 1000000000;
       nsecs = ns % 1000000000;
     }

@@ -9,12 +9,12 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <vector>
 
-#include "wsa/common/logging.h"
 
 namespace wsa::wg {
 
@@ -22,10 +22,15 @@ class UdpBind::Impl {
  public:
   Impl(asio::io_context& io, int fd, bool v6, OnDatagram cb)
       : io_(io), sock_(io, fd), v6_(v6), on_datagram_(std::move(cb)),
-        rx_bufs_(kBatch, std::vector<uint8_t>(kMaxDatagram)), log_(logging::get("wg")) {
-    rx_msgs_.resize(kBatch);
-    rx_iov_.resize(kBatch);
-    rx_addrs_.resize(kBatch);
+        rx_bufs_(kBatch, std::vector<uint8_t>(kMaxDatagram)) {
+    // The receive headers point at fixed buffers: wired once.
+    for (size_t i = 0; i < kBatch; ++i) {
+      rx_iov_[i] = {rx_bufs_[i].data(), rx_bufs_[i].size()};
+      std::memset(&rx_msgs_[i], 0, sizeof(rx_msgs_[i]));
+      rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+      rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+      rx_msgs_[i].msg_hdr.msg_name = &rx_addrs_[i];
+    }
   }
 
   void startReceive() {
@@ -40,12 +45,7 @@ class UdpBind::Impl {
     // Drain what is there, a batch at a time, but yield to the loop after a few batches.
     for (int round = 0; round < 4; ++round) {
       for (size_t i = 0; i < kBatch; ++i) {
-        rx_iov_[i] = {rx_bufs_[i].data(), rx_bufs_[i].size()};
-        std::memset(&rx_msgs_[i], 0, sizeof(rx_msgs_[i]));
-        rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
-        rx_msgs_[i].msg_hdr.msg_iovlen = 1;
-        rx_msgs_[i].msg_hdr.msg_name = &rx_addrs_[i];
-        rx_msgs_[i].msg_hdr.msg_namelen = sizeof(rx_addrs_[i]);
+        rx_msgs_[i].msg_hdr.msg_namelen = sizeof(rx_addrs_[i]);  // in/out: reset each round
       }
       int n = ::recvmmsg(sock_.native_handle(), rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
@@ -90,9 +90,9 @@ class UdpBind::Impl {
   void flush() {
     while (!queue_.empty()) {
       size_t n = std::min(queue_.size(), kBatch);
-      std::vector<mmsghdr> msgs(n);
-      std::vector<iovec> iov(n);
-      std::vector<sockaddr_storage> addrs(n);
+      auto& msgs = tx_msgs_;
+      auto& iov = tx_iov_;
+      auto& addrs = tx_addrs_;
       for (size_t i = 0; i < n; ++i) {
         auto& p = queue_[i];
         socklen_t len = toSock(p.to, &addrs[i]);
@@ -160,15 +160,17 @@ class UdpBind::Impl {
   bool v6_;
   OnDatagram on_datagram_;
   std::vector<std::vector<uint8_t>> rx_bufs_;
-  std::vector<mmsghdr> rx_msgs_;
-  std::vector<iovec> rx_iov_;
-  std::vector<sockaddr_storage> rx_addrs_;
+  std::array<mmsghdr, kBatch> rx_msgs_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_storage, kBatch> rx_addrs_{};
+  std::array<mmsghdr, kBatch> tx_msgs_{};
+  std::array<iovec, kBatch> tx_iov_{};
+  std::array<sockaddr_storage, kBatch> tx_addrs_{};
   std::deque<Pending> queue_;
   std::vector<std::vector<uint8_t>> free_;
   bool flush_posted_ = false;
   bool waiting_writable_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::shared_ptr<spdlog::logger> log_;
   Stats stats;
 };
 
@@ -213,31 +215,17 @@ Result<std::unique_ptr<UdpBind>> UdpBind::open(asio::io_context& io, uint16_t po
   int buf = 4 << 20;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+  if (!specific) want.v6 = v6;  // all-zero address: the wildcard of its family
+  want.port = port;
   sockaddr_storage ss{};
-  socklen_t len;
-  if (specific) {
-    want.port = port;
-    len = want.toSockaddr(&ss);
-  } else if (v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    s6->sin6_addr = in6addr_any;
-    len = sizeof(sockaddr_in6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    s4->sin_addr.s_addr = htonl(INADDR_ANY);
-    len = sizeof(sockaddr_in);
-  }
+  socklen_t len = want.toSockaddr(&ss);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return fail("UDP bind to port " + std::to_string(port), fd);
   }
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  auto impl = std::make_unique<Impl>(io, fd, v6 && !(specific && !want.v6), std::move(on_datagram));
+  auto impl = std::make_unique<Impl>(io, fd, v6, std::move(on_datagram));
   std::unique_ptr<UdpBind> b(new UdpBind(std::move(impl)));
   b->port_ = Endpoint::fromSockaddr(reinterpret_cast<sockaddr*>(&bound)).port;
   b->impl_->startReceive();
