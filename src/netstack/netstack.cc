@@ -95,9 +95,13 @@ class Netstack::Impl {
 
   static err_t emit(netif* n, pbuf* p) {
     auto* self = static_cast<Impl*>(n->state);
+    self->stats_.tx_packets++;
+    if (p->next == nullptr) {  // one buffer (the usual case): no copy
+      self->output_({static_cast<const uint8_t*>(p->payload), p->len});
+      return ERR_OK;
+    }
     self->out_buf_.resize(p->tot_len);
     pbuf_copy_partial(p, self->out_buf_.data(), p->tot_len, 0);
-    self->stats_.tx_packets++;
     self->output_({self->out_buf_.data(), self->out_buf_.size()});
     return ERR_OK;
   }
@@ -218,12 +222,12 @@ class Netstack::Impl {
 
   // A listener of the forwarder's for `port`, within max_forwarded_ports (refusals counted).
   bool openForwardedListener(uint16_t port) {
-    if (forwarded_ports_ >= opts_.max_forwarded_ports) {
+    if (stats_.forwarded_ports >= opts_.max_forwarded_ports) {
       stats_.forwarded_ports_refused++;
       return false;
     }
     if (!openListener(port, forwarder_, true)) return false;
-    forwarded_ports_++;
+    stats_.forwarded_ports++;
     return true;
   }
 
@@ -355,7 +359,7 @@ class Netstack::Impl {
     tcp_arg(it->second->pcb, nullptr);
     tcp_accept(it->second->pcb, nullptr);
     tcp_close(it->second->pcb);
-    if (it->second->forwarded) forwarded_ports_--;
+    if (it->second->forwarded) stats_.forwarded_ports--;
     listeners_.erase(it);
   }
 
@@ -363,18 +367,13 @@ class Netstack::Impl {
 
   // --- connections ---
 
-  void connectionStarted() { live_++; }
+  void connectionStarted() { stats_.connections++; }
   void connectionEnded(bool with_error) {
-    live_--;
+    stats_.connections--;
     if (with_error) stats_.tcp_errors++;
   }
 
-  const Stats& stats() {
-    stats_.connections = live_;
-    stats_.forwarded_ports = forwarded_ports_;
-    stats_.buffered_rx_bytes = buffered_rx_;
-    return stats_;
-  }
+  const Stats& stats() const { return stats_; }
 
   void dial(const std::string& address, uint16_t port, Dialed done);
   std::shared_ptr<Conn> takeDialing(Conn* c) {
@@ -401,9 +400,6 @@ class Netstack::Impl {
   static constexpr size_t kMaxHeld = 256;  // SYNs waiting for the gate's decision
   std::map<std::string, std::vector<uint8_t>> held_;
   std::map<std::string, std::chrono::steady_clock::time_point> admitted_;
-  size_t forwarded_ports_ = 0;
-  size_t live_ = 0;
-  size_t buffered_rx_ = 0;
   Stats stats_;
   std::set<Conn*> conns_;
   std::vector<std::shared_ptr<Conn>> dialing_;  // connections being dialed (no stream yet)
@@ -476,7 +472,7 @@ struct Conn {
         }
       }
       rx_len -= n;
-      if (stack != nullptr) stack->buffered_rx_ -= n;
+      if (stack != nullptr) stack->stats_.buffered_rx_bytes -= n;
       // The window opens only as the application reads: lwIP's buffering is the bound.
       for (size_t left = n; pcb != nullptr && left > 0;) {
         auto step = static_cast<u16_t>(std::min<size_t>(left, 0xffff));
@@ -552,7 +548,7 @@ struct Conn {
     }
     for (pbuf* p : rx) pbuf_free(p);
     rx.clear();
-    if (stack != nullptr) stack->buffered_rx_ -= rx_len;
+    if (stack != nullptr) stack->stats_.buffered_rx_bytes -= rx_len;
     rx_len = 0;
     if (rd_handler) complete(rd_handler, asio::error::operation_aborted, 0);
     if (wr_handler) complete(wr_handler, asio::error::operation_aborted, wr_off);
@@ -576,7 +572,7 @@ struct Conn {
     } else {
       c->rx.push_back(p);
       c->rx_len += p->tot_len;
-      if (c->stack != nullptr) c->stack->buffered_rx_ += p->tot_len;
+      if (c->stack != nullptr) c->stack->stats_.buffered_rx_bytes += p->tot_len;
     }
     c->tryRead();
     return ERR_OK;
@@ -650,7 +646,7 @@ err_t Netstack::Impl::onAccept(void* arg, tcp_pcb* pcb, err_t err) {
   auto* l = static_cast<Listener*>(arg);
   if (l == nullptr || err != ERR_OK || pcb == nullptr) return ERR_VAL;
   Impl* self = l->stack;
-  if (self->live_ >= self->opts_.max_connections) {
+  if (self->stats_.connections >= self->opts_.max_connections) {
     self->stats_.tcp_refused++;
     tcp_abort(pcb);
     return ERR_ABRT;
@@ -698,7 +694,7 @@ void Netstack::Impl::dial(const std::string& address, uint16_t port, Dialed done
     });
     return;
   }
-  if (live_ >= opts_.max_connections) {
+  if (stats_.connections >= opts_.max_connections) {
     stats_.tcp_refused++;
     asio::post(io_, [done = std::move(done), n = opts_.max_connections] {
       done(makeError("too many overlay TCP connections (" + std::to_string(n) + ")"));

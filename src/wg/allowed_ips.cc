@@ -101,11 +101,18 @@ Peer* AllowedIps::lookup(const uint8_t* addr, bool v6) const {
 
 std::vector<Prefix> AllowedIps::prefixesOf(const Peer* peer) const {
   std::vector<Prefix> out;
+  forEach([&](const Prefix& p, const Peer* owner) {
+    if (owner == peer) out.push_back(p);
+  });
+  return out;
+}
+
+void AllowedIps::forEach(const std::function<void(const Prefix&, const Peer*)>& visit) const {
   std::function<void(const Node*, Prefix&, int)> walk = [&](const Node* n, Prefix& cur, int depth) {
-    if (n->peer == peer) {
+    if (n->peer != nullptr) {
       Prefix p = cur;
       p.bits = static_cast<uint8_t>(depth);
-      out.push_back(p);
+      visit(p, n->peer);
     }
     for (int b = 0; b < 2; ++b) {
       if (!n->child[b]) continue;
@@ -119,7 +126,6 @@ std::vector<Prefix> AllowedIps::prefixesOf(const Peer* peer) const {
   Prefix p6;
   p6.v6 = true;
   walk(v6_.get(), p6, 0);
-  return out;
 }
 
 }  // namespace wsa::wg

@@ -38,6 +38,8 @@ class AllowedIps {
   // The peer for a destination (4 or 16 bytes), or null.
   Peer* lookup(const uint8_t* addr, bool v6) const;
   std::vector<Prefix> prefixesOf(const Peer* peer) const;
+  // Every (prefix, peer) pair, in one walk of the tries.
+  void forEach(const std::function<void(const Prefix&, const Peer*)>& visit) const;
   size_t size() const { return count_; }
 
  private:

@@ -824,20 +824,13 @@ void Device::initiateHandshake(const PublicKey& key) {
   impl_->sendInitiation(p, false);
 }
 
-std::vector<PeerStatus> Device::peers() const {
-  std::vector<PeerStatus> out;
-  for (const auto& [k, p] : impl_->peers_) out.push_back(*peer(k));
-  return out;
-}
+namespace {
 
-std::optional<PeerStatus> Device::peer(const PublicKey& key) const {
-  auto it = impl_->peers_.find(key);
-  if (it == impl_->peers_.end()) return std::nullopt;
-  const Peer& p = *it->second;
+PeerStatus statusOf(const PublicKey& key, const Peer& p, std::vector<Prefix> allowed_ips) {
   PeerStatus s;
   s.public_key = key;
   s.endpoint = p.endpoint;
-  s.allowed_ips = impl_->allowed_.prefixesOf(&p);
+  s.allowed_ips = std::move(allowed_ips);
   s.last_handshake = p.last_handshake;
   s.rx_bytes = p.rx_bytes;
   s.tx_bytes = p.tx_bytes;
@@ -847,6 +840,23 @@ std::optional<PeerStatus> Device::peer(const PublicKey& key) const {
   s.persistent_keepalive = p.persistent_keepalive;
   s.has_session = p.current != nullptr;
   return s;
+}
+
+}  // namespace
+
+std::vector<PeerStatus> Device::peers() const {
+  // One walk of the allowed-IPs tries for all peers.
+  std::map<const Peer*, std::vector<Prefix>> allowed;
+  impl_->allowed_.forEach([&](const Prefix& p, const Peer* owner) { allowed[owner].push_back(p); });
+  std::vector<PeerStatus> out;
+  for (const auto& [k, p] : impl_->peers_) out.push_back(statusOf(k, *p, std::move(allowed[p.get()])));
+  return out;
+}
+
+std::optional<PeerStatus> Device::peer(const PublicKey& key) const {
+  auto it = impl_->peers_.find(key);
+  if (it == impl_->peers_.end()) return std::nullopt;
+  return statusOf(key, *it->second, impl_->allowed_.prefixesOf(it->second.get()));
 }
 
 const Counters& Device::counters() const { return impl_->counters_; }

@@ -88,13 +88,14 @@ int uapiSet(Device& d, std::string_view body, const UapiHooks& hooks, std::strin
 
   auto flush = [&]() -> int {
     if (!peer) return 0;
-    bool exists = d.peer(peer->public_key).has_value();
+    auto existing = d.peer(peer->public_key);
+    bool exists = existing.has_value();
     if (remove) {
       d.removePeer(peer->public_key);
     } else if (!update_only || exists) {
       if (have_allowed || replace_allowed) {
         std::vector<Prefix> list;
-        if (!replace_allowed && exists) list = d.peer(peer->public_key)->allowed_ips;
+        if (!replace_allowed && exists) list = existing->allowed_ips;
         for (const auto& a : allowed) {
           bool dup = false;
           for (const auto& x : list) dup = dup || x == a;
