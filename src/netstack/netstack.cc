@@ -19,6 +19,7 @@
 #include "lwip/ip_addr.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/sys.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
@@ -60,6 +61,18 @@ std::string formatEndpoint(const ip_addr_t& addr, uint16_t port) {
   ipaddr_ntoa_r(&addr, buf, sizeof(buf));
   for (char* c = buf; *c != '\0'; ++c) *c = static_cast<char>(std::tolower(*c));  // lwIP: "FD7A::
   return net::joinHostPort(buf, port);
+}
+
+// An address as it stands in an IP header.
+ip_addr_t ipFromBytes(const uint8_t* bytes, bool v4) {
+  ip_addr_t a;
+  if (v4) {
+    IP_ADDR4(&a, bytes[0], bytes[1], bytes[2], bytes[3]);
+  } else {
+    IP_ADDR6(&a, 0, 0, 0, 0);
+    std::memcpy(ip_2_ip6(&a)->addr, bytes, 16);
+  }
+  return a;
 }
 
 std::error_code errorFromLwip(err_t err) {
@@ -202,13 +215,7 @@ class Netstack::Impl {
       return true;
     }
     held_[key] = std::vector<uint8_t>(pkt.begin(), pkt.end());
-    ip_addr_t remote;
-    if (version == 4) {
-      IP_ADDR4(&remote, src[0], src[1], src[2], src[3]);
-    } else {
-      IP_ADDR6(&remote, 0, 0, 0, 0);
-      std::memcpy(ip_2_ip6(&remote)->addr, src, 16);
-    }
+    ip_addr_t remote = ipFromBytes(src, version == 4);
     uint16_t sport = static_cast<uint16_t>(pkt[tcp_off] << 8 | pkt[tcp_off + 1]);
     ConnectionInfo info{formatEndpoint(remote, sport), "", port};
     gate_(info, [this, alive = alive_, key, port](bool admit) {
@@ -254,62 +261,18 @@ class Netstack::Impl {
     deliver(syn);
   }
 
-  static uint16_t checksum(const uint8_t* data, size_t len, uint32_t sum) {
-    for (size_t i = 0; i + 1 < len; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
-    if (len % 2 != 0) sum += static_cast<uint32_t>(data[len - 1] << 8);
-    while ((sum >> 16) != 0) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(~sum);
-  }
-
-  // "Connection refused": RST|ACK for a SYN, from the address and port it was sent to.
+  // "Connection refused": lwIP's own RST|ACK for the SYN (what it sends for a closed port),
+  // from the address and port the SYN was sent to.
   void sendReset(std::span<const uint8_t> syn, size_t tcp_off) {
     bool v4 = (syn[0] >> 4) == 4;
-    size_t ip_len = v4 ? 20 : 40;
-    std::vector<uint8_t> out(ip_len + 20, 0);
-    uint8_t* tcp = out.data() + ip_len;
-    const uint8_t* in_tcp = syn.data() + tcp_off;
-    std::memcpy(tcp, in_tcp + 2, 2);  // our port
-    std::memcpy(tcp + 2, in_tcp, 2);  // their port
-    uint32_t seq = static_cast<uint32_t>(in_tcp[4]) << 24 | static_cast<uint32_t>(in_tcp[5]) << 16 |
-                   static_cast<uint32_t>(in_tcp[6]) << 8 | in_tcp[7];
-    uint32_t ack = seq + 1;
-    tcp[8] = static_cast<uint8_t>(ack >> 24);
-    tcp[9] = static_cast<uint8_t>(ack >> 16);
-    tcp[10] = static_cast<uint8_t>(ack >> 8);
-    tcp[11] = static_cast<uint8_t>(ack);
-    tcp[12] = 0x50;  // 20-byte header
-    tcp[13] = 0x14;  // RST, ACK
-    uint32_t pseudo = 6 + 20;
-    auto addWords = [&pseudo](const uint8_t* p, size_t n) {
-      for (size_t i = 0; i < n; i += 2) pseudo += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-    };
-    if (v4) {
-      out[0] = 0x45;
-      out[3] = 40;
-      out[6] = 0x40;  // don't fragment
-      out[8] = 64;
-      out[9] = 6;
-      std::memcpy(&out[12], &syn[16], 4);
-      std::memcpy(&out[16], &syn[12], 4);
-      uint16_t h = checksum(out.data(), 20, 0);
-      out[10] = static_cast<uint8_t>(h >> 8);
-      out[11] = static_cast<uint8_t>(h);
-      addWords(&out[12], 8);
-    } else {
-      out[0] = 0x60;
-      out[5] = 20;
-      out[6] = 6;
-      out[7] = 64;
-      std::memcpy(&out[8], &syn[24], 16);
-      std::memcpy(&out[24], &syn[8], 16);
-      addWords(&out[8], 32);
-    }
-    uint16_t c = checksum(tcp, 20, pseudo);
-    tcp[16] = static_cast<uint8_t>(c >> 8);
-    tcp[17] = static_cast<uint8_t>(c);
-    stats_.tx_packets++;
+    ip_addr_t local = ipFromBytes(&syn[v4 ? 16 : 24], v4);
+    ip_addr_t remote = ipFromBytes(&syn[v4 ? 12 : 8], v4);
+    const uint8_t* tcp = syn.data() + tcp_off;
+    auto be16 = [](const uint8_t* b) { return static_cast<u16_t>(b[0] << 8 | b[1]); };
+    u32_t seq = static_cast<u32_t>(tcp[4]) << 24 | static_cast<u32_t>(tcp[5]) << 16 |
+                static_cast<u32_t>(tcp[6]) << 8 | tcp[7];
     stats_.tcp_refused_by_gate++;
-    output_({out.data(), out.size()});
+    tcp_rst(nullptr, 0, seq + 1, &local, &remote, be16(tcp + 2), be16(tcp));
   }
 
   // --- timers ---
