@@ -46,8 +46,8 @@ class Pair:
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 f.write(k + "\n")
             keys.append((path, sh("wg", "pubkey", input=k).stdout.strip()))
+        self.metrics = {}
         for i in (0, 1):
-            self.metrics = getattr(self, "metrics", {})
             self.metrics[i] = os.path.join(tmp, f"metrics{i}.sock")
             if kinds[i].startswith("wsa-wg"):
                 cmd = [wsa_wg, "--log-level", "warn", "--metrics-listen", "unix:" + self.metrics[i]]
@@ -89,6 +89,8 @@ class Pair:
             if "LISTEN" in sh("ip", "netns", "exec", NS[1], "ss", "-Hltn", "sport = :5201").stdout:
                 break
             time.sleep(0.05)
+        else:
+            raise SystemExit("iperf3 -s did not start listening on port 5201")
 
     def run(self, seconds, streams, reverse):
         t0 = [cpu_ticks(p.pid) for p in self.procs]
