@@ -5,6 +5,7 @@
 // fd7a:115c:a1e0:77::/64: nothing leaves the namespaces.
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,12 +54,19 @@ uint64_t num(const std::map<std::string, std::string>& m, const std::string& key
   return it == m.end() ? 0 : std::stoull(it->second);
 }
 
-// 100 MiB of pseudo-random bytes (xorshift: incompressible enough for a tunnel), made once.
-const std::string& transferFile() {
+// 100 MiB of pseudo-random bytes (xorshift: incompressible enough for a tunnel) and their
+// SHA-256 (hex), made once per test process and hashed as they are written.
+struct TransferFile {
+  std::string path;
+  std::string sha256;
+};
+const TransferFile& transferFile() {
   static TempDir dir;
-  static std::string path = [] {
-    std::string p = dir.file("data");
-    std::ofstream f(p, std::ios::binary);
+  static TransferFile file = [] {
+    TransferFile t{dir.file("data"), ""};
+    std::ofstream f(t.path, std::ios::binary);
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
     uint64_t x = 0x9e3779b97f4a7c15ULL ^ static_cast<uint64_t>(::getpid());
     std::vector<uint64_t> block(1 << 16);
     for (size_t done = 0; done < kTransferBytes; done += block.size() * 8) {
@@ -70,15 +78,20 @@ const std::string& transferFile() {
       }
       f.write(reinterpret_cast<const char*>(block.data()),
               static_cast<std::streamsize>(block.size() * 8));
+      EVP_DigestUpdate(md, block.data(), block.size() * 8);
     }
-    return p;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(md, digest, &len);
+    EVP_MD_CTX_free(md);
+    static const char* hex = "0123456789abcdef";
+    for (unsigned int i = 0; i < len; ++i) {
+      t.sha256 += hex[digest[i] >> 4];
+      t.sha256 += hex[digest[i] & 15];
+    }
+    return t;
   }();
-  return path;
-}
-
-std::string sha256Of(const std::string& path) {
-  auto r = run({"sha256sum", path}, scaled(60s));
-  return r.output.substr(0, 64);
+  return file;
 }
 
 class WgInteropTest : public ::testing::Test {
@@ -200,7 +213,7 @@ class WgInteropTest : public ::testing::Test {
     t.receiver = Process::start(r);
     std::string dest = family == 6 ? "TCP6:[" + overlay6(to) + "]:" : "TCP4:" + overlay4(to) + ":";
     Process::Options s;
-    s.argv = pair_->exec(from, {"socat", "-u", "FILE:" + transferFile(),
+    s.argv = pair_->exec(from, {"socat", "-u", "FILE:" + transferFile().path,
                                 dest + std::to_string(port) + ",retry=200,interval=0.05"});
     t.sender_log = s.stderr_path = tmp_.file("sender" + std::to_string(port) + ".log");
     t.sender = Process::start(s);
@@ -220,10 +233,10 @@ class WgInteropTest : public ::testing::Test {
     if (upload) {
       r.argv = pair_->exec(0, {"sh", "-c", "socat -u " + bind + ",reuseaddr - | sha256sum > " +
                                                t.sum_path});
-      s.argv = pair_->exec(1, {"socat", "-u", "FILE:" + transferFile(), dest});
+      s.argv = pair_->exec(1, {"socat", "-u", "FILE:" + transferFile().path, dest});
       s.stderr_path = t.sender_log;
     } else {
-      s.argv = pair_->exec(0, {"socat", "-u", "FILE:" + transferFile(), bind + ",reuseaddr"});
+      s.argv = pair_->exec(0, {"socat", "-u", "FILE:" + transferFile().path, bind + ",reuseaddr"});
       s.stderr_path = t.sender_log;
       r.argv = pair_->exec(1, {"sh", "-c", "socat -u " + dest + " - | sha256sum > " + t.sum_path});
     }
@@ -307,7 +320,7 @@ TEST_F(WgInteropTest, OurEngineRespondsToWireguardGo) {
 
 TEST_F(WgInteropTest, Transfers100MiBEachWayWithMatchingChecksums) {
   ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/0));
-  std::string want = sha256Of(transferFile());
+  std::string want = transferFile().sha256;
   ASSERT_EQ(want.size(), 64u);
   {
     auto t = startTransfer(/*from=*/0, 4, 5001);  // us → wireguard-go, IPv4
@@ -342,7 +355,7 @@ TEST_F(WgInteropTest, Transfers100MiBEachWayWithMatchingChecksums) {
 
 TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
   ASSERT_NO_FATAL_FAILURE(setUp(/*initiator=*/0));
-  std::string want = sha256Of(transferFile());
+  std::string want = transferFile().sha256;
   // Both directions at once, so both keypairs' directions carry data across the rekey.
   auto up = startTransfer(0, 4, 5003);
   auto down = startTransfer(1, 6, 5004);
@@ -418,7 +431,7 @@ TEST_F(WgInteropTest, UserspaceStackAnswersPingAndForwardsTcpToTheLoopback) {
     EXPECT_EQ(r.code, 0) << "ping " << to << ":\n" << r.output;
   }
   EXPECT_NE(pair_->run(0, {"ip", "link", "show", if_[0]}).code, 0) << "no TUN in netstack mode";
-  std::string want = sha256Of(transferFile());
+  std::string want = transferFile().sha256;
   {
     auto t = startForwarded(/*upload=*/true, 4, 5011);  // wireguard-go → us → 127.0.0.1
     EXPECT_EQ(finish(t), want);
