@@ -36,7 +36,6 @@ class AgentOverlayTest : public ::testing::Test {
     agent_if_ = pair_->ifname(0, "ag");
     go_if_ = pair_->ifname(1, "go");
     agent_sock_ = "/var/run/wireguard/" + agent_if_ + ".sock";
-    go_sock_ = "/var/run/wireguard/" + go_if_ + ".sock";
     ::mkdir("/var/run/wireguard", 0755);
 
     ControldHarness::Options co;
@@ -64,25 +63,20 @@ class AgentOverlayTest : public ::testing::Test {
     agent6_ = m[2];
 
     // wireguard-go in namespace 1, the agent's peer.
-    Process::Options o;
-    o.argv = pair_->exec(1, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", go_if_});
-    o.stdout_path = o.stderr_path = tmp_.file("go.log");
-    go_ = Process::start(o);
-    ASSERT_TRUE(waitUntil([&] { return pathExists(go_sock_); }, scaled(10s)));
-    std::string go_key = tmp_.file("go.key");
-    writeText(go_key, run({"wg", "genkey"}, 5s).output);
-    ::chmod(go_key.c_str(), 0600);
-    std::string go_pub = run({"wg", "pubkey"}, 5s, {}, readText(go_key)).output.substr(0, 44);
+    go_ = std::make_unique<WireguardGo>(*pair_, 1, go_if_, tmp_.file("go.log"));
+    ASSERT_TRUE(go_->waitReady(scaled(10s)));
+    auto go_key = makeWgKeyPair(tmp_.file("go.key"));
     auto pub = pair_->run(0, {"wg", "show", agent_if_, "public-key"});
     ASSERT_EQ(pub.code, 0) << pub.output;
     std::string agent_pub = pub.output.substr(0, 44);
 
     // The agent learns wireguard-go's endpoint from its first initiation.
-    auto a = pair_->run(0, {"wg", "set", agent_if_, "peer", go_pub, "allowed-ips",
+    auto a = pair_->run(0, {"wg", "set", agent_if_, "peer", go_key.public_key, "allowed-ips",
                             std::string(kClient4) + "/32," + kClient6 + "/128"});
     ASSERT_EQ(a.code, 0) << a.output;
     for (const auto& cmd : std::vector<std::vector<std::string>>{
-             {"wg", "set", go_if_, "listen-port", "51821", "private-key", go_key, "peer", agent_pub,
+             {"wg", "set", go_if_, "listen-port", "51821", "private-key", go_key.private_path,
+              "peer", agent_pub,
               "allowed-ips", agent4_ + "/32," + agent6_ + "/128", "endpoint",
               pair_->underlay(0) + ":51820"},
              {"ip", "addr", "add", std::string(kClient4) + "/32", "dev", go_if_},
@@ -101,12 +95,8 @@ class AgentOverlayTest : public ::testing::Test {
       EXPECT_EQ(code, 0) << agent_->log();
       if (HasFailure()) std::cerr << "---- agent log ----\n" << agent_->log() << "\n";
     }
-    if (go_) {
-      go_->signal(SIGTERM);
-      if (!go_->wait(scaled(5s))) go_->kill();
-    }
+    go_.reset();
     ::unlink(agent_sock_.c_str());
-    ::unlink(go_sock_.c_str());
     agent_.reset();
     cd_.reset();
     pair_.reset();
@@ -125,8 +115,8 @@ class AgentOverlayTest : public ::testing::Test {
   std::unique_ptr<NetnsPair> pair_;
   std::unique_ptr<ControldHarness> cd_;
   std::unique_ptr<AgentHarness> agent_;
-  std::unique_ptr<Process> go_;
-  std::string agent_if_, go_if_, agent_sock_, go_sock_, agent4_, agent6_;
+  std::unique_ptr<WireguardGo> go_;
+  std::string agent_if_, go_if_, agent_sock_, agent4_, agent6_;
 };
 
 TEST_F(AgentOverlayTest, ServicesAndForwardedPortsOverTheOverlay) {
@@ -170,12 +160,7 @@ TEST_F(AgentOverlayTest, ServicesAndForwardedPortsOverTheOverlay) {
   srv.argv = pair_->exec(0, {"socat", "TCP4-LISTEN:8080,bind=127.0.0.1,reuseaddr",
                              "SYSTEM:echo from-the-workspace"});
   auto server = Process::start(srv);
-  ASSERT_TRUE(waitUntil(
-      [&] {
-        return pair_->run(0, {"ss", "-Hltn", "sport = :8080"}).output.find("LISTEN") !=
-               std::string::npos;
-      },
-      scaled(10s), 50ms));
+  ASSERT_TRUE(pair_->waitListening(0, 8080, scaled(10s)));
   auto fwd = pair_->run(1, {"socat", "-T", "10", "-", "TCP:" + agent4_ + ":8080"}, scaled(20s));
   EXPECT_NE(fwd.output.find("from-the-workspace"), std::string::npos) << fwd.output;
   auto closed = pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + agent4_ + ":8081/"},

@@ -107,33 +107,27 @@ class WgInteropTest : public ::testing::Test {
     if_[1] = pair_->ifname(1, "wg");
     for (int s = 0; s < 2; ++s) {
       sock_[s] = "/var/run/wireguard/" + if_[s] + ".sock";
-      key_[s] = genKey(s);
-      pub_[s] = run({"wg", "pubkey"}, 5s, {}, readText(key_[s])).output.substr(0, 44);
+      auto k = makeWgKeyPair(tmp_.file("key" + std::to_string(s)));
+      key_[s] = k.private_path;
+      pub_[s] = k.public_key;
     }
   }
 
   void TearDown() override {
-    for (int s = 0; s < 2; ++s) {
-      if (proc_[s]) {
-        proc_[s]->signal(SIGTERM);
-        if (!proc_[s]->wait(scaled(5s))) proc_[s]->kill();
-        if (HasFailure()) {
-          std::cerr << "---- " << (s == 0 ? "wsa-wg" : "wireguard-go") << " log (tail) ----\n";
-          std::string log = readText(tmp_.file(std::to_string(s) + ".log"));
-          std::cerr << (log.size() > 6000 ? log.substr(log.size() - 6000) : log) << "\n";
-        }
+    if (ours_) {
+      ours_->signal(SIGTERM);
+      if (!ours_->wait(scaled(5s))) ours_->kill();
+    }
+    go_.reset();
+    ::unlink(sock_[0].c_str());
+    if (HasFailure()) {
+      for (int s = 0; s < 2; ++s) {
+        std::cerr << "---- " << (s == 0 ? "wsa-wg" : "wireguard-go") << " log (tail) ----\n";
+        std::string log = readText(tmp_.file(std::to_string(s) + ".log"));
+        std::cerr << (log.size() > 6000 ? log.substr(log.size() - 6000) : log) << "\n";
       }
-      ::unlink(sock_[s].c_str());
     }
     pair_.reset();
-  }
-
-  std::string genKey(int side) {
-    std::string path = tmp_.file("key" + std::to_string(side));
-    std::string key = run({"wg", "genkey"}, 5s).output;
-    writeText(path, key);
-    ::chmod(path.c_str(), 0600);
-    return path;
   }
 
   // Starts our engine (side 0) and wireguard-go (side 1), and waits for their sockets.
@@ -141,21 +135,18 @@ class WgInteropTest : public ::testing::Test {
   // overlay addresses and forwards TCP to its namespace's loopback.
   void startBoth(bool netstack = false) {
     netstack_ = netstack;
-    for (int s = 0; s < 2; ++s) {
-      Process::Options o;
-      std::vector<std::string> ours = {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
-                                       "unix:" + tmp_.file("metrics.sock"), if_[0]};
-      if (netstack) ours.insert(ours.end() - 1, {"--netstack", overlay4(0) + "," + overlay6(0)});
-      o.argv = s == 0 ? pair_->exec(0, ours)
-                      : pair_->exec(1, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", if_[1]});
-      o.stdout_path = o.stderr_path = tmp_.file(std::to_string(s) + ".log");
-      proc_[s] = Process::start(o);
-      ASSERT_TRUE(proc_[s]);
-    }
-    for (int s = 0; s < 2; ++s) {
-      ASSERT_TRUE(waitUntil([&] { return pathExists(sock_[s]); }, scaled(10s)))
-          << sock_[s] << " never appeared";
-    }
+    Process::Options o;
+    o.argv = {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
+              "unix:" + tmp_.file("metrics.sock"), if_[0]};
+    if (netstack) o.argv.insert(o.argv.end() - 1, {"--netstack", overlay4(0) + "," + overlay6(0)});
+    o.argv = pair_->exec(0, o.argv);
+    o.stdout_path = o.stderr_path = tmp_.file("0.log");
+    ours_ = Process::start(o);
+    ASSERT_TRUE(ours_);
+    go_ = std::make_unique<WireguardGo>(*pair_, 1, if_[1], tmp_.file("1.log"));
+    ASSERT_TRUE(go_->waitReady(scaled(10s))) << sock_[1] << " never appeared";
+    ASSERT_TRUE(waitUntil([&] { return pathExists(sock_[0]); }, scaled(10s)))
+        << sock_[0] << " never appeared";
   }
 
   // `wg set` on `side` for its peer (the other side); `peer_key` overrides the peer's public key.
@@ -247,13 +238,7 @@ class WgInteropTest : public ::testing::Test {
     } else {
       t.sender = Process::start(s);
     }
-    bool listening = waitUntil(
-        [&] {
-          auto ss = pair_->run(0, {"ss", "-Hltn", "sport = :" + std::to_string(port)});
-          return ss.output.find("LISTEN") != std::string::npos;
-        },
-        scaled(20s), 50ms);
-    EXPECT_TRUE(listening) << "the local server in our namespace never listened";
+    EXPECT_TRUE(pair_->waitListening(0, port, scaled(20s))) << "the local server in our namespace never listened";
     if (upload) {
       t.sender = Process::start(s);
     } else {
@@ -273,7 +258,8 @@ class WgInteropTest : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<NetnsPair> pair_;
   std::string if_[2], sock_[2], key_[2], pub_[2];
-  std::unique_ptr<Process> proc_[2];
+  std::unique_ptr<Process> ours_;  // wsa-wg, side 0
+  std::unique_ptr<WireguardGo> go_;  // side 1
 };
 
 TEST_F(WgInteropTest, OurEngineInitiatesAndBothSidesPingOverIPv4AndIPv6) {
@@ -371,7 +357,7 @@ TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
   int rekeys_during = 0;
   for (int i = 0; i < 2; ++i) {
     uint64_t at = num(ours(), "handshakes_completed");
-    proc_[0]->signal(SIGUSR1);
+    ours_->signal(SIGUSR1);
     ASSERT_TRUE(waitUntil([&] { return num(ours(), "handshakes_completed") > at; }, scaled(10s)))
         << "the forced handshake did not complete";
     if (up.sender->running() && down.sender->running()) ++rekeys_during;
@@ -389,8 +375,7 @@ TEST_F(WgInteropTest, ForcedRekeyDuringTransfersLosesNothing) {
 
 TEST_F(WgInteropTest, WrongPeerKeyOnWireguardGoNeverCompletesOurHandshake) {
   ASSERT_NO_FATAL_FAILURE(startBoth());
-  std::string stranger = run({"wg", "pubkey"}, 5s, {}, run({"wg", "genkey"}, 5s).output)
-                             .output.substr(0, 44);
+  std::string stranger = strangerWgKey();
   ASSERT_NO_FATAL_FAILURE(configure(1, false, stranger));  // wireguard-go expects someone else
   ASSERT_NO_FATAL_FAILURE(configure(0, true));
   auto r = pair_->run(0, {"ping", "-c", "2", "-i", "0.3", "-W", "1", overlay4(1)}, scaled(10s));
@@ -407,8 +392,7 @@ TEST_F(WgInteropTest, WrongPeerKeyOnWireguardGoNeverCompletesOurHandshake) {
 
 TEST_F(WgInteropTest, WrongPeerKeyOnOurSideRejectsWireguardGosInitiations) {
   ASSERT_NO_FATAL_FAILURE(startBoth());
-  std::string stranger = run({"wg", "pubkey"}, 5s, {}, run({"wg", "genkey"}, 5s).output)
-                             .output.substr(0, 44);
+  std::string stranger = strangerWgKey();
   ASSERT_NO_FATAL_FAILURE(configure(0, false, stranger));  // we expect someone else
   ASSERT_NO_FATAL_FAILURE(configure(1, true));
   auto r = pair_->run(1, {"ping", "-c", "2", "-i", "0.3", "-W", "1", overlay4(0)}, scaled(10s));

@@ -1,6 +1,9 @@
 #include "support/netns.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include "support/util.h"
 
@@ -70,6 +73,50 @@ std::vector<std::string> NetnsPair::exec(int side, std::vector<std::string> argv
 RunResult NetnsPair::run(int side, const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout, const std::string& stdin_data) const {
   return test::run(exec(side, argv), timeout, {}, stdin_data);
+}
+
+bool NetnsPair::waitListening(int side, uint16_t port, std::chrono::milliseconds timeout) const {
+  return waitUntil(
+      [&] {
+        return run(side, {"ss", "-Hltn", "sport = :" + std::to_string(port)}).output.find("LISTEN") !=
+               std::string::npos;
+      },
+      timeout, std::chrono::milliseconds(50));
+}
+
+WgKeyPair makeWgKeyPair(const std::string& private_path) {
+  std::string key = run({"wg", "genkey"}, std::chrono::seconds(5)).output;
+  writeText(private_path, key);
+  ::chmod(private_path.c_str(), 0600);
+  return {private_path, run({"wg", "pubkey"}, std::chrono::seconds(5), {}, key).output.substr(0, 44)};
+}
+
+std::string strangerWgKey() {
+  return run({"wg", "pubkey"}, std::chrono::seconds(5), {},
+             run({"wg", "genkey"}, std::chrono::seconds(5)).output)
+      .output.substr(0, 44);
+}
+
+WireguardGo::WireguardGo(const NetnsPair& pair, int side, const std::string& ifname,
+                         const std::string& log_path)
+    : socket_("/var/run/wireguard/" + ifname + ".sock"), log_(log_path) {
+  ::mkdir("/var/run/wireguard", 0755);
+  Process::Options o;
+  o.argv = pair.exec(side, {"env", "LOG_LEVEL=verbose", "wireguard-go", "-f", ifname});
+  o.stdout_path = o.stderr_path = log_path;
+  proc_ = Process::start(o);
+}
+
+WireguardGo::~WireguardGo() {
+  if (proc_) {
+    proc_->signal(SIGTERM);
+    if (!proc_->wait(scaled(std::chrono::seconds(5)))) proc_->kill();
+  }
+  ::unlink(socket_.c_str());
+}
+
+bool WireguardGo::waitReady(std::chrono::milliseconds timeout) const {
+  return proc_ != nullptr && waitUntil([&] { return pathExists(socket_); }, timeout);
 }
 
 }  // namespace wsa::test

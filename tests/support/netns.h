@@ -5,6 +5,8 @@
 // Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN).
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,11 +41,40 @@ class NetnsPair {
                 const std::string& stdin_data = "") const;
   // The argv prefix that runs a command in the namespace of `side`.
   std::vector<std::string> exec(int side, std::vector<std::string> argv) const;
+  // Waits until something listens on TCP `port` in the namespace of `side`.
+  bool waitListening(int side, uint16_t port, std::chrono::milliseconds timeout) const;
 
  private:
   std::string tag_;
   std::string ns_[2];
   std::string error_;
+};
+
+// A WireGuard key pair from `wg genkey` / `wg pubkey`: the private key in a 0600 file.
+struct WgKeyPair {
+  std::string private_path;
+  std::string public_key;  // base64
+};
+WgKeyPair makeWgKeyPair(const std::string& private_path);
+// The public key of a fresh key pair nobody holds.
+std::string strangerWgKey();
+
+// wireguard-go (-f, verbose log to `log_path`) on a new interface `ifname` in the namespace of
+// `side`; on destruction it is stopped (SIGTERM, then SIGKILL) and its socket removed.
+class WireguardGo {
+ public:
+  WireguardGo(const NetnsPair& pair, int side, const std::string& ifname,
+              const std::string& log_path);
+  ~WireguardGo();
+  // Its configuration socket appeared within `timeout`.
+  bool waitReady(std::chrono::milliseconds timeout) const;
+  const std::string& socketPath() const { return socket_; }
+  const std::string& logPath() const { return log_; }
+
+ private:
+  std::unique_ptr<Process> proc_;
+  std::string socket_;
+  std::string log_;
 };
 
 }  // namespace wsa::test
