@@ -32,10 +32,12 @@ cleanup() {
   # second signal makes the agent skip its graceful shutdown).
   [ -n "${cleaned_up:-}" ] && return
   cleaned_up=1
-  # The agent first (it reports its final state and logs to controld), then controld.
+  # The agent first (it reports its final state and logs to controld), then controld. A second
+  # signal (`timeout` signals the process and then its group) interrupts `wait`: wait again
+  # until the process is really gone.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill -TERM "${pids[i]}" 2>/dev/null || true
-    wait "${pids[i]}" 2>/dev/null || true
+    while kill -0 "${pids[i]}" 2>/dev/null; do wait "${pids[i]}" 2>/dev/null || true; done
   done
 }
 trap cleanup EXIT INT TERM
@@ -44,7 +46,7 @@ rm -f "$demo/controld.ready"
 # Own sessions (setsid): Ctrl-C reaches only this script, which stops both once, gracefully.
 setsid "$bin/controld" --config "$demo/controld.json" --data-dir "$demo/data" \
   --grpc-listen "$grpc" --http-listen "$http" --ready-file "$demo/controld.ready" \
-  2> >(tee -a "$demo/controld.log" >&2) &
+  2> >(trap '' INT; exec tee -a "$demo/controld.log" >&2) &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$demo/controld.ready" ] && break; sleep 0.1; done
 [ -s "$demo/controld.ready" ] || { echo "controld did not start; see $demo/controld.log" >&2; exit 1; }

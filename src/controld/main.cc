@@ -1,6 +1,7 @@
 // controld: the reference control server for wsa agents.
 
 #include "common/cli_parse.h"
+#include <csignal>
 #include <iostream>
 
 #include "controld/config.h"
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
     std::cout << controld::exampleConfig();
     return 0;
   }
+  // A server outlives whatever reads its output: a closed stderr (terminal gone, a log pipe
+  // that died) turns writes into errors, not into SIGPIPE deaths. Sockets are written with
+  // MSG_NOSIGNAL anyway.
+  ::signal(SIGPIPE, SIG_IGN);
   logging::Options lopts;
   lopts.level = log_level;
   auto fmt = logging::parseFormat(log_format);

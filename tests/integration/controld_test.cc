@@ -416,6 +416,28 @@ TEST(Controld, ExampleConfigIsValidAndServes) {
   EXPECT_GT(m.metadata_size(), 0);
 }
 
+TEST(Controld, KeepsServingWhenItsLogOutputGoesAway) {
+  // stdout and stderr are a pipe nobody reads any more (a closed terminal, a `tee` that got
+  // the terminal's Ctrl-C): writing a log line must not kill the server (SIGPIPE).
+  ControldHarness::Options o;
+  o.wrapper = {"python3", "-c",
+               "import os, signal, sys\n"
+               "signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # python ignores it; exec keeps that\n"
+               "r, w = os.pipe()\n"
+               "os.close(r)\n"
+               "os.dup2(w, 1)\n"
+               "os.dup2(w, 2)\n"
+               "os.execv(sys.argv[1], sys.argv[1:])\n"};
+  ControldHarness cd(basicControldConfig(), o);
+  cd.start();  // it has logged that it serves by now
+  ControlClient c(cd.controlUrl());
+  v1::Manifest m;
+  ASSERT_TRUE(c.agent->GetManifest(callContext(cd.agentToken()).get(), {}, &m).ok());
+  auto r = httpRequest("GET", "http://" + cd.httpAddress() + "/healthz");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(cd.stop(), 0);
+}
+
 TEST(Controld, ServesTlsForHttpsUrls) {
   TempDir dir;
   auto gen = run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",

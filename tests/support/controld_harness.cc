@@ -47,6 +47,7 @@ void ControldHarness::start() {
             options_.grpc_on_unix_socket ? "unix:" + dir_.file("grpc.sock") : "127.0.0.1:0",
             "--http-listen", "127.0.0.1:0", "--ready-file", ready, "--log-level", "debug"};
   for (const auto& a : options_.extra_args) o.argv.push_back(a);
+  o.argv.insert(o.argv.begin(), options_.wrapper.begin(), options_.wrapper.end());
   o.stdout_path = log_path_;
   o.stderr_path = log_path_;
   process_ = Process::start(o);

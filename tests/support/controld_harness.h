@@ -24,6 +24,7 @@ class ControldHarness {
   struct Options {
     bool grpc_on_unix_socket = false;
     std::vector<std::string> extra_args;
+    std::vector<std::string> wrapper;  // argv prefix (e.g. a program that execs controld)
   };
 
   explicit ControldHarness(nlohmann::json config, Options options);
