@@ -64,13 +64,24 @@ int awaitExec(int status_fd) {
   return n == static_cast<ssize_t>(sizeof(child_errno)) ? child_errno : 0;
 }
 
+pid_t forkForExec() {
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::fork();
+  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return pid;
+}
+
 void execInChild(const std::string& program, char** argv, char** envp,
                  const ChildPriority& priority, const std::string& oom_text,
                  const std::string& cwd, int status_fd) {
+  // Dispositions first, then the mask (forkForExec blocked everything): a signal that arrived
+  // in between is delivered now, with its default action.
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
   if (!oom_text.empty()) {
     int fd = ::open("/proc/self/oom_score_adj", O_WRONLY);
     if (fd >= 0) {
@@ -276,7 +287,7 @@ Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Comman
     }
     return makeError(std::string("pipe: ") + std::strerror(errno));
   }
-  pid_t pid = ::fork();
+  pid_t pid = forkForExec();
   if (pid < 0) {
     int e = errno;
     for (int fd : {out[0], out[1], err[0], err[1], status[0], status[1]}) {

@@ -36,8 +36,15 @@ struct ExecArgs {
   std::vector<char*> argv, envp;  // null-terminated, pointing into args/env
 };
 
+// fork() for a child that will call execInChild: every signal is blocked in the child from the
+// start, until execInChild has reset the dispositions. A signal sent to the new pid early (a
+// session ended at once) then stays pending and acts on the child as it would on the program,
+// instead of running a handler inherited from the agent and being lost. The parent's mask is
+// untouched once this returns.
+pid_t forkForExec();
+
 // The end of every fork, in the child, with async-signal-safe calls only: default signal
-// dispositions and an empty mask, the OOM score (`oom_text`, may be empty) and niceness, the
+// dispositions, then an empty mask, the OOM score (`oom_text`, may be empty) and niceness, the
 // working directory, every descriptor above 2 closed except `status_fd` (close-on-exec), then
 // execve. A failure writes errno to `status_fd` and exits 127.
 [[noreturn]] void execInChild(const std::string& program, char** argv, char** envp,

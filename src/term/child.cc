@@ -64,7 +64,7 @@ Result<Child> spawnChild(const ChildSpec& spec) {
       if (e == "SSH_TTY=") e = std::string("SSH_TTY=") + name;
     }
     agent::ExecArgs exec_args(args, envs);
-    pid = ::fork();
+    pid = agent::forkForExec();
     if (pid == 0) {
       ::setsid();
       ::ioctl(slave, TIOCSCTTY, 0);
@@ -90,7 +90,7 @@ Result<Child> spawnChild(const ChildSpec& spec) {
       return makeError(std::string("pipe: ") + std::strerror(errno));
     }
     agent::ExecArgs exec_args(args, envs);
-    pid = ::fork();
+    pid = agent::forkForExec();
     if (pid == 0) {
       ::setsid();
       ::dup2(in[0], 0);
