@@ -21,7 +21,7 @@
 #include "agent/api.h"
 #include "agent/app_health.h"
 #include "agent/backoff.h"
-#include "agent/env.h"
+#include "wsa/agent/env.h"
 #include "agent/lifecycle.h"
 #include "agent/log_sender.h"
 #include "agent/metadata.h"

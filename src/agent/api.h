@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "control/relay_stream.h"
+#include "wsa/control/relay_stream.h"
 
 #include "wsa/agent/v1/apps.pb.h"
 #include "wsa/agent/v1/banner.pb.h"

@@ -1,4 +1,4 @@
-#include "agent/env.h"
+#include "wsa/agent/env.h"
 
 #include <pwd.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "agent/exec.h"
+#include "wsa/agent/exec.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -3,7 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include "common/cli_parse.h"
+#include "wsa/common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>

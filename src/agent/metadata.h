@@ -11,7 +11,7 @@
 #include <string>
 
 #include "agent/api.h"
-#include "agent/exec.h"
+#include "wsa/agent/exec.h"
 #include "agent/metrics.h"
 #include "agent/supervisor.h"
 #include "wsa/common/clock.h"

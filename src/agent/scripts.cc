@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "agent/env.h"
+#include "wsa/agent/env.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
 

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "agent/cron.h"
-#include "agent/env.h"
-#include "agent/exec.h"
+#include "wsa/agent/env.h"
+#include "wsa/agent/exec.h"
 #include "agent/log_sender.h"
 #include "agent/metrics.h"
 #include "agent/report_queue.h"

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "agent/env.h"
+#include "wsa/agent/env.h"
 #include "agent/http_api.h"
 #include "agent/metrics.h"
 #include "wsa/common/logging.h"

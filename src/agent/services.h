@@ -11,9 +11,9 @@
 #include <string>
 
 #include "agent/overlay.h"
-#include "rpty/rpty.h"
-#include "speedtest/speedtest.h"
-#include "ssh/ssh_server.h"
+#include "wsa/rpty/rpty.h"
+#include "wsa/speedtest/speedtest.h"
+#include "wsa/ssh/ssh_server.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/common/worker.h"

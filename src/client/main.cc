@@ -31,14 +31,14 @@
 #include <iostream>
 #include <thread>
 
-#include "common/cli_parse.h"
-#include "control/relay_stream.h"
-#include "netstack/netstack.h"
-#include "speedtest/speedtest.h"
-#include "wg/device.h"
-#include "wg/node.h"
-#include "wg/relay_path.h"
-#include "wg/udp.h"
+#include "wsa/common/cli_parse.h"
+#include "wsa/control/relay_stream.h"
+#include "wsa/netstack/netstack.h"
+#include "wsa/speedtest/speedtest.h"
+#include "wsa/wg/device.h"
+#include "wsa/wg/node.h"
+#include "wsa/wg/relay_path.h"
+#include "wsa/wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"

@@ -1,4 +1,4 @@
-#include "control/relay_stream.h"
+#include "wsa/control/relay_stream.h"
 
 #include <grpcpp/grpcpp.h>
 

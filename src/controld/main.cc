@@ -1,6 +1,6 @@
 // controld: the reference control server for wsa agents.
 
-#include "common/cli_parse.h"
+#include "wsa/common/cli_parse.h"
 #include <csignal>
 #include <iostream>
 

@@ -1,4 +1,4 @@
-#include "netstack/forward.h"
+#include "wsa/netstack/forward.h"
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>

@@ -1,4 +1,4 @@
-#include "netstack/netstack.h"
+#include "wsa/netstack/netstack.h"
 
 #include <sodium.h>
 

@@ -1,4 +1,4 @@
-#include "rpty/rpty.h"
+#include "wsa/rpty/rpty.h"
 
 #include <google/protobuf/util/time_util.h>
 #include <signal.h>
@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "term/screen.h"
+#include "wsa/term/screen.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
 #include "wsa/common/uuid.h"

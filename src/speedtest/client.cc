@@ -9,7 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "speedtest/speedtest.h"
+#include "wsa/speedtest/speedtest.h"
 
 namespace wsa::speedtest {
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "speedtest/speedtest.h"
+#include "wsa/speedtest/speedtest.h"
 
 namespace wsa::speedtest {
 

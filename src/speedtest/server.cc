@@ -2,7 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "speedtest/speedtest.h"
+#include "wsa/speedtest/speedtest.h"
 #include "wsa/common/logging.h"
 #include "wsa/net/listener.h"
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "term/child.h"
-#include "ssh/ssh_server.h"
+#include "wsa/term/child.h"
+#include "wsa/ssh/ssh_server.h"
 
 namespace wsa::ssh {
 

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "ssh/keys.h"
-#include "ssh/ssh_server.h"
+#include "wsa/ssh/ssh_server.h"
 
 #include "wsa/net/listener.h"
 

@@ -1,4 +1,4 @@
-#include "ssh/ssh_server.h"
+#include "wsa/ssh/ssh_server.h"
 
 #include <arpa/inet.h>
 #include <google/protobuf/util/time_util.h>

@@ -1,4 +1,4 @@
-#include "term/child.h"
+#include "wsa/term/child.h"
 
 #include <fcntl.h>
 #include <pty.h>

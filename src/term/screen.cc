@@ -1,4 +1,4 @@
-#include "term/screen.h"
+#include "wsa/term/screen.h"
 
 #include <cstring>
 #include <vector>

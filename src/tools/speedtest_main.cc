@@ -6,11 +6,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "common/cli_parse.h"
+#include "wsa/common/cli_parse.h"
 #include <cstring>
 #include <iostream>
 
-#include "speedtest/speedtest.h"
+#include "wsa/speedtest/speedtest.h"
 #include "wsa/common/time.h"
 #include "wsa/net/address.h"
 #include "wsa/version.h"

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/cli_parse.h"
+#include "wsa/common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <cerrno>
@@ -22,13 +22,13 @@
 
 #include <prometheus/text_serializer.h>
 
-#include "netstack/forward.h"
-#include "netstack/netstack.h"
-#include "wg/device.h"
-#include "wg/metrics.h"
-#include "wg/tun.h"
-#include "wg/uapi.h"
-#include "wg/udp.h"
+#include "wsa/netstack/forward.h"
+#include "wsa/netstack/netstack.h"
+#include "wsa/wg/device.h"
+#include "wsa/wg/metrics.h"
+#include "wsa/wg/tun.h"
+#include "wsa/wg/uapi.h"
+#include "wsa/wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"

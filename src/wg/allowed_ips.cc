@@ -1,4 +1,4 @@
-#include "wg/allowed_ips.h"
+#include "wsa/wg/allowed_ips.h"
 
 #include <arpa/inet.h>
 

@@ -1,4 +1,4 @@
-#include "wg/crypto.h"
+#include "wsa/wg/crypto.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>

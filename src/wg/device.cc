@@ -1,4 +1,4 @@
-#include "wg/device.h"
+#include "wsa/wg/device.h"
 
 #include <cstring>
 #include <algorithm>

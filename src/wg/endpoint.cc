@@ -1,4 +1,4 @@
-#include "wg/endpoint.h"
+#include "wsa/wg/endpoint.h"
 
 #include <arpa/inet.h>
 

@@ -1,8 +1,8 @@
-#include "wg/metrics.h"
+#include "wsa/wg/metrics.h"
 
-#include "wg/device.h"
-#include "wg/tun.h"
-#include "wg/udp.h"
+#include "wsa/wg/device.h"
+#include "wsa/wg/tun.h"
+#include "wsa/wg/udp.h"
 
 namespace wsa::wg {
 

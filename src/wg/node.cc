@@ -1,4 +1,4 @@
-#include "wg/node.h"
+#include "wsa/wg/node.h"
 
 #include <cstring>
 

@@ -8,7 +8,7 @@
 #include <functional>
 #include <optional>
 
-#include "wg/crypto.h"
+#include "wsa/wg/crypto.h"
 #include "wg/messages.h"
 
 namespace wsa::wg {

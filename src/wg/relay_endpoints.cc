@@ -1,4 +1,4 @@
-#include "wg/relay_endpoints.h"
+#include "wsa/wg/relay_endpoints.h"
 
 #include <algorithm>
 

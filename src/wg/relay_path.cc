@@ -1,6 +1,6 @@
-#include "wg/relay_path.h"
+#include "wsa/wg/relay_path.h"
 
-#include "wg/device.h"
+#include "wsa/wg/device.h"
 
 namespace wsa::wg {
 

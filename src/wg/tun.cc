@@ -1,4 +1,4 @@
-#include "wg/tun.h"
+#include "wsa/wg/tun.h"
 
 #include <fcntl.h>
 #include <net/if.h>

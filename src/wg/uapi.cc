@@ -1,4 +1,4 @@
-#include "wg/uapi.h"
+#include "wsa/wg/uapi.h"
 
 #include <sys/stat.h>
 

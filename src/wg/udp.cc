@@ -1,4 +1,4 @@
-#include "wg/udp.h"
+#include "wsa/wg/udp.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -18,7 +18,7 @@
 #include "support/controld_harness.h"
 #include "support/http_client.h"
 #include "support/rpty_client.h"
-#include "term/screen.h"
+#include "wsa/term/screen.h"
 
 namespace wsa::test {
 namespace {

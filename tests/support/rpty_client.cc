@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
-#include "term/screen.h"
+#include "wsa/term/screen.h"
 
 namespace wsa::test {
 

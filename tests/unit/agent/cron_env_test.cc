@@ -4,7 +4,7 @@
 #include <ctime>
 
 #include "agent/cron.h"
-#include "agent/env.h"
+#include "wsa/agent/env.h"
 #include "agent/scripts.h"
 
 namespace wsa::agent {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 
-#include "agent/exec.h"
+#include "wsa/agent/exec.h"
 
 namespace wsa::agent {
 namespace {

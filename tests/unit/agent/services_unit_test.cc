@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "agent/listening_ports.h"
-#include "rpty/rpty.h"
-#include "speedtest/speedtest.h"
+#include "wsa/rpty/rpty.h"
+#include "wsa/speedtest/speedtest.h"
 #include "wsa/common/worker.h"
 #include "wsa/net/asio_stream.h"
 

@@ -2,7 +2,7 @@
 // datagram comes back from the key it was sent to), one that refuses the hello, and one that
 // stops reading after the hello so that the client's bound is reached.
 
-#include "control/relay_stream.h"
+#include "wsa/control/relay_stream.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>

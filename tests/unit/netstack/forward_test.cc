@@ -11,7 +11,7 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
-#include "netstack/forward.h"
+#include "wsa/netstack/forward.h"
 #include "support/loop.h"
 #include "support/util.h"
 #include "wsa/net/asio_stream.h"

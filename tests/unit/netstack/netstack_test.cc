@@ -8,7 +8,7 @@
 #include <cstring>
 #include <deque>
 
-#include "netstack/netstack.h"
+#include "wsa/netstack/netstack.h"
 #include "support/loop.h"
 #include "support/util.h"
 

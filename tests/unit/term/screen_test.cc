@@ -2,7 +2,7 @@
 // only the redraw is compared with the first (text, cursor, alternate screen, and what remains
 // after the program leaves the alternate screen).
 
-#include "term/screen.h"
+#include "wsa/term/screen.h"
 
 #include <gtest/gtest.h>
 

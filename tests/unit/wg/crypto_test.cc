@@ -7,9 +7,9 @@
 
 #include <cstring>
 
-#include "wg/allowed_ips.h"
-#include "wg/crypto.h"
-#include "wg/endpoint.h"
+#include "wsa/wg/allowed_ips.h"
+#include "wsa/wg/crypto.h"
+#include "wsa/wg/endpoint.h"
 #include "wg/noise.h"
 #include "wg/replay.h"
 

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <deque>
 
-#include "wg/device.h"
+#include "wsa/wg/device.h"
 #include "wg/messages.h"
 #include "wsa/common/clock.h"
 

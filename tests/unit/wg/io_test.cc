@@ -13,9 +13,9 @@
 
 #include "support/loop.h"
 #include "support/util.h"
-#include "wg/device.h"
-#include "wg/uapi.h"
-#include "wg/udp.h"
+#include "wsa/wg/device.h"
+#include "wsa/wg/uapi.h"
+#include "wsa/wg/udp.h"
 #include "wsa/common/clock.h"
 
 namespace wsa::wg {

@@ -1,7 +1,7 @@
 // Coordination nodes to engine peers and back.
 #include <gtest/gtest.h>
 
-#include "wg/node.h"
+#include "wsa/wg/node.h"
 #include "wsa/overlay/v1/node.pb.h"
 
 namespace wsa::wg {

@@ -18,9 +18,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "wg/allowed_ips.h"
-#include "wg/crypto.h"
-#include "wg/endpoint.h"
+#include "wsa/wg/allowed_ips.h"
+#include "wsa/wg/crypto.h"
+#include "wsa/wg/endpoint.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 

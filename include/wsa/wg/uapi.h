@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "wg/device.h"
+#include "wsa/wg/device.h"
 #include "wsa/common/result.h"
 
 namespace asio {

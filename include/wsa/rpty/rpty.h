@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "term/child.h"
+#include "wsa/term/child.h"
 #include "wsa/agent/v1/connection.pb.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"

@@ -14,8 +14,8 @@
 #include <optional>
 #include <vector>
 
-#include "wg/crypto.h"
-#include "wg/endpoint.h"
+#include "wsa/wg/crypto.h"
+#include "wsa/wg/endpoint.h"
 
 namespace wsa::wg {
 

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/env.h"
-#include "agent/exec.h"
+#include "wsa/agent/env.h"
+#include "wsa/agent/exec.h"
 #include "wsa/agent/v1/banner.pb.h"
 #include "wsa/agent/v1/connection.pb.h"
 #include "wsa/common/result.h"

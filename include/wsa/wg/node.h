@@ -1,7 +1,7 @@
 #pragma once
 // Between the coordination protocol's Node and the engine's peer configuration.
 
-#include "wg/device.h"
+#include "wsa/wg/device.h"
 #include "wsa/common/result.h"
 
 namespace wsa::overlay::v1 {

@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "wg/endpoint.h"
+#include "wsa/wg/endpoint.h"
 #include "wsa/common/result.h"
 
 namespace asio {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/exec.h"
+#include "wsa/agent/exec.h"
 #include "wsa/common/result.h"
 
 namespace wsa::term {

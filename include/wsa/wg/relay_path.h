@@ -7,8 +7,8 @@
 #include <memory>
 #include <span>
 
-#include "control/relay_stream.h"
-#include "wg/relay_endpoints.h"
+#include "wsa/control/relay_stream.h"
+#include "wsa/wg/relay_endpoints.h"
 
 namespace wsa::wg {
 
