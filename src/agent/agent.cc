@@ -108,7 +108,8 @@ class Agent::Session {
               after([&a, &api] { return a.timings_.makeRoutine(api); }));
     sup_->add("connection reports", Behavior::kRemain,
               after([&a, &api] { return a.connections_.makeRoutine(api); }));
-    sup_->add("metadata", Behavior::kStop, after([&a, &api] { return a.metadata_.makeRoutine(api); }));
+    sup_->add("metadata", Behavior::kStop,
+              after([&a, &api] { return a.metadata_.makeRoutine(api); }));
     sup_->add("app health", Behavior::kStop,
               after([&a, &api] { return a.app_health_.makeRoutine(api); }));
     sup_->add("banners", Behavior::kStop, after([this] { return makeBanners(); }));
@@ -208,12 +209,13 @@ class Agent::Session {
             su.mutable_startup()->set_version(a_.options_.version);
             su.mutable_startup()->set_expanded_directory(dir);
             for (auto s : a_.options_.subsystems) su.mutable_startup()->add_subsystems(s);
-            api_->updateStartup(su, [this, st, finish, m = std::move(m), dir](
-                                        const RpcStatus& rs2, v1::Startup) mutable {
+            api_->updateStartup(su, [this, st, finish, m = std::move(m), dir](const RpcStatus& rs2,
+                                                                              v1::Startup) mutable {
               if (st->done) return;
               if (!rs2.ok()) {
                 manifest_ok_.complete(makeError(rs2.text()));
-                finish(st->stopping ? Status::success() : makeError("update startup: " + rs2.text()));
+                finish(st->stopping ? Status::success()
+                                    : makeError("update startup: " + rs2.text()));
                 return;
               }
               a_.onManifest(std::move(m), dir);
@@ -329,35 +331,40 @@ class Agent::Session {
 
 Agent::Agent(asio::io_context& io, Clock& clock, AgentOptions options,
              std::unique_ptr<AgentApiFactory> api_factory, AgentMetrics& metrics, HealthProbe probe)
-    : io_(io), clock_(clock), options_(std::move(options)), api_factory_(std::move(api_factory)),
-      metrics_(metrics), log_(logging::get("agent")), user_(currentUser()),
+    : io_(io),
+      clock_(clock),
+      options_(std::move(options)),
+      api_factory_(std::move(api_factory)),
+      metrics_(metrics),
+      log_(logging::get("agent")),
+      user_(currentUser()),
       process_env_(environFromProcess()),
       backoff_(options_.backoff_floor, options_.backoff_cap),
-      reconnect_timer_(clock.createTimer()), shutdown_timer_(clock.createTimer()),
+      reconnect_timer_(clock.createTimer()),
+      shutdown_timer_(clock.createTimer()),
       lifecycle_(clock),
-      logs_(clock, newUuid(), [&] {
-        LogSenderOptions o;
-        o.max_queued_bytes = options_.log_queue_bytes;
-        return o;
-      }()),
+      logs_(clock, newUuid(),
+            [&] {
+              LogSenderOptions o;
+              o.max_queued_bytes = options_.log_queue_bytes;
+              return o;
+            }()),
       timings_("script timings", options_.report_queue_capacity,
                [](AgentApi& api, const v1::ScriptCompletedRequest& r,
                   std::function<void(const RpcStatus&)> done) {
-                 api.scriptCompleted(r, [done = std::move(done)](const RpcStatus& s,
-                                                                 v1::ScriptCompletedResponse) {
-                   done(s);
-                 });
+                 api.scriptCompleted(
+                     r, [done = std::move(done)](const RpcStatus& s, v1::ScriptCompletedResponse) {
+                       done(s);
+                     });
                }),
       connections_("connection reports", options_.report_queue_capacity,
                    [](AgentApi& api, const v1::ReportConnectionRequest& r,
                       std::function<void(const RpcStatus&)> done) {
-                     api.reportConnection(r, [done = std::move(done)](
-                                                 const RpcStatus& s, v1::ReportConnectionResponse) {
-                       done(s);
-                     });
+                     api.reportConnection(
+                         r, [done = std::move(done)](const RpcStatus& s,
+                                                     v1::ReportConnectionResponse) { done(s); });
                    }),
-      metadata_(io, clock, metrics,
-                MetadataOptions{options_.metadata_tick, 10 * 1024},
+      metadata_(io, clock, metrics, MetadataOptions{options_.metadata_tick, 10 * 1024},
                 [this](const std::string& script) { return makeCommand(script, {}); }),
       app_health_(clock, metrics, std::move(probe), options_.app_health_report),
       stats_interval_(options_.default_stats_interval) {
@@ -424,7 +431,8 @@ void Agent::connectLoop() {
   if (hard_stopped_) return;
   auto delay = backoff_.next();
   if (delay > Duration::zero()) {
-    log_->info("reconnecting in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+    log_->info("reconnecting in {} ms",
+               std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
   }
   reconnect_timer_->schedule(delay, [this] { startSession(); });
 }
@@ -458,10 +466,11 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   expanded_dir_ = std::move(expanded_dir);
   metrics_.connected.Set(1);
   backoff_.reset();
-  log_->info("manifest for agent {} (workspace {}): {} script(s), {} metadata, {} app(s), "
-             "directory \"{}\"",
-             manifest_->agent_name(), manifest_->workspace_name(), manifest_->scripts_size(),
-             manifest_->metadata_size(), manifest_->apps_size(), expanded_dir_);
+  log_->info(
+      "manifest for agent {} (workspace {}): {} script(s), {} metadata, {} app(s), "
+      "directory \"{}\"",
+      manifest_->agent_name(), manifest_->workspace_name(), manifest_->scripts_size(),
+      manifest_->metadata_size(), manifest_->apps_size(), expanded_dir_);
   metadata_.setDescriptions({manifest_->metadata().begin(), manifest_->metadata().end()});
   app_health_.setApps({manifest_->apps().begin(), manifest_->apps().end()});
   writeSecretFiles(*manifest_);
@@ -475,9 +484,10 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   so.data_dir = options_.script_data_dir + "/wsa-script-data";
   so.wait_delay = options_.script_wait_delay;
   so.kill_delay = options_.script_kill_delay;
-  scripts_ = std::make_unique<ScriptRunner>(
-      io_, clock_, logs_, timings_, metrics_, so,
-      [this](const std::string& script, const EnvMap& extra) { return makeCommand(script, extra); });
+  scripts_ = std::make_unique<ScriptRunner>(io_, clock_, logs_, timings_, metrics_, so,
+                                            [this](const std::string& script, const EnvMap& extra) {
+                                              return makeCommand(script, extra);
+                                            });
   if (auto s = scripts_->init({manifest_->scripts().begin(), manifest_->scripts().end()}); !s) {
     log_->error("scripts: {}", s.error());
   }
@@ -505,19 +515,19 @@ void Agent::runStartScripts() {
 }
 
 void Agent::refreshBanners(AgentApi& api, std::function<void(const RpcStatus&)> done) {
-  api.getAnnouncementBanners([this, done = std::move(done)](
-                                 const RpcStatus& st, v1::GetAnnouncementBannersResponse r) {
-    if (st.ok()) {
-      banners_.assign(r.announcement_banners().begin(), r.announcement_banners().end());
-      std::string text;
-      for (const auto& b : banners_) {
-        if (b.enabled()) text += (text.empty() ? "" : " | ") + b.message();
-      }
-      log_->debug("banners: {}", text.empty() ? "(none)" : text);
-      if (on_context_changed) on_context_changed();
-    }
-    done(st);
-  });
+  api.getAnnouncementBanners(
+      [this, done = std::move(done)](const RpcStatus& st, v1::GetAnnouncementBannersResponse r) {
+        if (st.ok()) {
+          banners_.assign(r.announcement_banners().begin(), r.announcement_banners().end());
+          std::string text;
+          for (const auto& b : banners_) {
+            if (b.enabled()) text += (text.empty() ? "" : " | ") + b.message();
+          }
+          log_->debug("banners: {}", text.empty() ? "(none)" : text);
+          if (on_context_changed) on_context_changed();
+        }
+        done(st);
+      });
 }
 
 void Agent::writeSecretFiles(const v1::Manifest& m) {
@@ -567,8 +577,9 @@ void Agent::beginStopScripts() {
     return;
   }
   shutdown_timer_->schedule(options_.stop_scripts_timeout, [this] {
-    log_->warn("stop scripts still running after {} s; killing them",
-               std::chrono::duration_cast<std::chrono::seconds>(options_.stop_scripts_timeout).count());
+    log_->warn(
+        "stop scripts still running after {} s; killing them",
+        std::chrono::duration_cast<std::chrono::seconds>(options_.stop_scripts_timeout).count());
     scripts_->killAll();
     finalState(v1::LIFECYCLE_STATE_SHUTDOWN_TIMEOUT);
   });
@@ -590,11 +601,12 @@ void Agent::finalState(v1::LifecycleState s) {
   lifecycle_.set(s);
   // Deliver the final state, the logs and the reports, bounded by the flush timeout.
   shutdown_timer_->schedule(options_.flush_timeout, [this] {
-    log_->warn("gave up waiting for the control server after {} ms: lifecycle {}, {} log "
-               "line(s) and {} report(s) not delivered",
-               std::chrono::duration_cast<std::chrono::milliseconds>(options_.flush_timeout).count(),
-               lifecycle_.allReported() ? "delivered" : "not delivered", logs_.stats().queued_lines,
-               timings_.size() + connections_.size());
+    log_->warn(
+        "gave up waiting for the control server after {} ms: lifecycle {}, {} log "
+        "line(s) and {} report(s) not delivered",
+        std::chrono::duration_cast<std::chrono::milliseconds>(options_.flush_timeout).count(),
+        lifecycle_.allReported() ? "delivered" : "not delivered", logs_.stats().queued_lines,
+        timings_.size() + connections_.size());
     hardStop(1);
   });
   auto check = [this] { checkFlushed(); };
@@ -649,8 +661,10 @@ std::string Agent::debugState() const {
   j["reconnect_attempts"] = backoff_.attempts();
   j["routines"] = session_ ? json(session_->running()) : json::array();
   auto ls = logs_.stats();
-  j["logs"] = {{"queued_lines", ls.queued_lines}, {"queued_bytes", ls.queued_bytes},
-               {"sent_lines", ls.sent_lines}, {"dropped_queue_full", ls.dropped_queue_full},
+  j["logs"] = {{"queued_lines", ls.queued_lines},
+               {"queued_bytes", ls.queued_bytes},
+               {"sent_lines", ls.sent_lines},
+               {"dropped_queue_full", ls.dropped_queue_full},
                {"limit_exceeded", ls.limit_exceeded}};
   json banners = json::array();
   for (const auto& b : banners_) {
@@ -658,7 +672,8 @@ std::string Agent::debugState() const {
   }
   j["banners"] = banners;
   json md = json::object();
-  for (const auto& [k, r] : metadata_.latest()) md[k] = {{"value", r.value()}, {"error", r.error()}};
+  for (const auto& [k, r] : metadata_.latest())
+    md[k] = {{"value", r.value()}, {"error", r.error()}};
   j["metadata"] = md;
   json ah = json::object();
   for (const auto& [id, h] : app_health_.health()) ah[id] = v1::AppHealth_Name(h);

@@ -11,17 +11,17 @@
 // kStop routines, run stop scripts (bounded), report the final state, flush logs and reports
 // (bounded), then stop hard.
 
+#include <spdlog/logger.h>
+
 #include <functional>
 #include <memory>
 #include <optional>
-#include <spdlog/logger.h>
 #include <string>
 #include <vector>
 
 #include "agent/api.h"
 #include "agent/app_health.h"
 #include "agent/backoff.h"
-#include "wsa/agent/env.h"
 #include "agent/lifecycle.h"
 #include "agent/log_sender.h"
 #include "agent/metadata.h"
@@ -29,6 +29,7 @@
 #include "agent/report_queue.h"
 #include "agent/scripts.h"
 #include "agent/supervisor.h"
+#include "wsa/agent/env.h"
 #include "wsa/common/clock.h"
 
 namespace asio {
@@ -42,7 +43,7 @@ struct AgentOptions {
   std::string log_dir;
   std::string script_data_dir;
   std::vector<v1::Subsystem> subsystems;
-  EnvMap agent_env;                      // agent-level variables for every command
+  EnvMap agent_env;  // agent-level variables for every command
   Duration backoff_floor = std::chrono::milliseconds(100);
   Duration backoff_cap = std::chrono::seconds(10);
   // A connection that lasted this long resets the backoff.

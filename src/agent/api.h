@@ -8,8 +8,6 @@
 #include <memory>
 #include <string>
 
-#include "wsa/control/relay_stream.h"
-
 #include "wsa/agent/v1/apps.pb.h"
 #include "wsa/agent/v1/banner.pb.h"
 #include "wsa/agent/v1/connection.pb.h"
@@ -20,6 +18,7 @@
 #include "wsa/agent/v1/metadata.pb.h"
 #include "wsa/agent/v1/scripts.pb.h"
 #include "wsa/agent/v1/stats.pb.h"
+#include "wsa/control/relay_stream.h"
 
 namespace wsa::overlay::v1 {
 class CoordinateRequest;
@@ -27,7 +26,6 @@ class CoordinateResponse;
 }  // namespace wsa::overlay::v1
 
 namespace wsa::agent {
-
 
 // gRPC status codes we act on.
 struct RpcStatus {

@@ -6,8 +6,11 @@ namespace wsa::agent {
 
 AppHealth::AppHealth(Clock& clock, AgentMetrics& metrics, HealthProbe probe,
                      Duration report_interval)
-    : clock_(clock), metrics_(metrics), probe_(std::move(probe)),
-      report_interval_(report_interval), log_(logging::get("apphealth")) {}
+    : clock_(clock),
+      metrics_(metrics),
+      probe_(std::move(probe)),
+      report_interval_(report_interval),
+      log_(logging::get("apphealth")) {}
 
 void AppHealth::setApps(const std::vector<v1::App>& apps) {
   std::map<std::string, State> next;
@@ -105,14 +108,13 @@ class AppHealth::Checker final : public BasicRoutine {
     auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(interval) -
                    std::chrono::milliseconds(1);
     auto weak = weak_from_this();
-    probes_[id].get = h_.probe_(it->second.app.healthcheck().url(), timeout,
-                                [this, weak, id](Result<int> r) {
-                                  auto s = weak.lock();
-                                  if (!s || stopping() || done()) return;
-                                  bool ok = r.ok() && *r < 500;
-                                  h_.record(id, ok,
-                                            r.ok() ? "status " + std::to_string(*r) : r.error());
-                                });
+    probes_[id].get =
+        h_.probe_(it->second.app.healthcheck().url(), timeout, [this, weak, id](Result<int> r) {
+          auto s = weak.lock();
+          if (!s || stopping() || done()) return;
+          bool ok = r.ok() && *r < 500;
+          h_.record(id, ok, r.ok() ? "status " + std::to_string(*r) : r.error());
+        });
     schedule(id, interval);
   }
   void reportTick() {
@@ -127,19 +129,19 @@ class AppHealth::Checker final : public BasicRoutine {
       h_.dirty_ = false;
       beginCall();
       auto self = shared_from_this();
-      api_.batchUpdateAppHealths(req, [this, self](const RpcStatus& st,
-                                                   const v1::BatchUpdateAppHealthResponse&) {
-        if (!endCall()) return;
-        if (!st.ok()) {
-          h_.dirty_ = true;
-          if (isFatal(st)) {
-            finish(makeError("report app health: " + st.text()));
-            return;
-          }
-          h_.log_->warn("report app health: {}", st.text());
-        }
-        finishIfStopping();
-      });
+      api_.batchUpdateAppHealths(
+          req, [this, self](const RpcStatus& st, const v1::BatchUpdateAppHealthResponse&) {
+            if (!endCall()) return;
+            if (!st.ok()) {
+              h_.dirty_ = true;
+              if (isFatal(st)) {
+                finish(makeError("report app health: " + st.text()));
+                return;
+              }
+              h_.log_->warn("report app health: {}", st.text());
+            }
+            finishIfStopping();
+          });
     }
     auto weak = weak_from_this();
     report_timer_->schedule(h_.report_interval_, [this, weak] {

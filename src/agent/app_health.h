@@ -5,9 +5,10 @@
 // threshold (threshold consecutive failures are tolerated). Changes are reported, the whole
 // map at a time, at most once a second.
 
+#include <spdlog/logger.h>
+
 #include <map>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 
 #include "agent/api.h"

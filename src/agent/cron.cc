@@ -17,8 +17,8 @@ struct Field {
   const char* const* names;  // index 0 = min
 };
 
-const char* const kMonths[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
-                               "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", nullptr};
+const char* const kMonths[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",  "JUL",
+                               "AUG", "SEP", "OCT", "NOV", "DEC", nullptr};
 const char* const kDays[] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", nullptr};
 
 Result<int> value(const std::string& s, const Field& f) {
@@ -91,7 +91,8 @@ Result<CronSchedule> CronSchedule::parse(const std::string& spec) {
   }
   if (fields.size() == 5) fields.insert(fields.begin(), "0");
   if (fields.size() != 6) {
-    return makeError("cron spec \"" + spec + "\": want 6 fields (second minute hour day month "
+    return makeError("cron spec \"" + spec +
+                     "\": want 6 fields (second minute hour day month "
                      "weekday) or 5");
   }
   CronSchedule c;

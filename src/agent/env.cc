@@ -52,8 +52,9 @@ EnvMap environFromProcess() {
   return m;
 }
 
-std::string expandVars(const std::string& s,
-                       const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+std::string expandVars(
+    const std::string& s,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup) {
   std::string out;
   auto is_name = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (size_t i = 0; i < s.size(); ++i) {

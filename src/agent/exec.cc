@@ -74,8 +74,8 @@ pid_t forkForExec() {
 }
 
 void execInChild(const std::string& program, char** argv, char** envp,
-                 const ChildPriority& priority, const std::string& oom_text,
-                 const std::string& cwd, int status_fd) {
+                 const ChildPriority& priority, const std::string& oom_text, const std::string& cwd,
+                 int status_fd) {
   // Dispositions first, then the mask (forkForExec blocked everything): a signal that arrived
   // in between is delivered now, with its default action.
   for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
@@ -269,7 +269,8 @@ Result<std::shared_ptr<Process>> spawnProcess(asio::io_context& io, const Comman
   std::string program = resolveProgram(cmd.argv[0], cmd.env);
   // Everything the child needs is prepared before fork: it only makes system calls.
   ExecArgs exec_args(cmd.argv, cmd.env);
-  std::string oom_text = cmd.priority.oom_score_adj ? std::to_string(*cmd.priority.oom_score_adj) : "";
+  std::string oom_text =
+      cmd.priority.oom_score_adj ? std::to_string(*cmd.priority.oom_score_adj) : "";
 
   int out[2], err[2] = {-1, -1}, status[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return makeError(std::string("pipe: ") + std::strerror(errno));

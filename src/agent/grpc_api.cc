@@ -15,18 +15,32 @@
 namespace wsa::agent {
 
 std::string RpcStatus::text() const {
-  static const char* names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                                "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* names[] = {"OK",
+                                "CANCELLED",
+                                "UNKNOWN",
+                                "INVALID_ARGUMENT",
+                                "DEADLINE_EXCEEDED",
+                                "NOT_FOUND",
+                                "ALREADY_EXISTS",
+                                "PERMISSION_DENIED",
+                                "RESOURCE_EXHAUSTED",
+                                "FAILED_PRECONDITION",
+                                "ABORTED",
+                                "OUT_OF_RANGE",
+                                "UNIMPLEMENTED",
+                                "INTERNAL",
+                                "UNAVAILABLE",
+                                "DATA_LOSS",
+                                "UNAUTHENTICATED"};
   std::string n = code >= 0 && code <= 16 ? names[code] : std::to_string(code);
   return message.empty() ? n : n + ": " + message;
 }
 
 namespace {
 
-RpcStatus toRpc(const grpc::Status& s) { return {s.error_code(), s.error_message()}; }
+RpcStatus toRpc(const grpc::Status& s) {
+  return {s.error_code(), s.error_message()};
+}
 
 // Where gRPC threads hand completions: the loop while it is alive, nowhere after drain().
 // Counts calls in flight so that drain() can wait for them.
@@ -93,7 +107,9 @@ class Events final : public grpc::ClientReadReactor<v1::ServerEvent>, public Eve
   Events(std::shared_ptr<LoopTarget> loop, std::shared_ptr<CallRegistry> reg,
          std::function<void(v1::ServerEvent)> on_event,
          std::function<void(const RpcStatus&)> on_done)
-      : loop_(std::move(loop)), reg_(std::move(reg)), on_event_(std::move(on_event)),
+      : loop_(std::move(loop)),
+        reg_(std::move(reg)),
+        on_event_(std::move(on_event)),
         on_done_(std::move(on_done)) {}
 
   void begin(v1::Agent::Stub* stub, const v1::StreamEventsRequest& req, const std::string& token) {
@@ -149,15 +165,17 @@ class EventsHandle final : public EventStream {
 
 // Coordinate: a bidirectional stream. Writes are queued (bounded) and issued one at a time;
 // reads are posted to the loop.
-class Coord final
-    : public grpc::ClientBidiReactor<overlay::v1::CoordinateRequest, overlay::v1::CoordinateResponse>,
-      public CoordinateStream {
+class Coord final : public grpc::ClientBidiReactor<overlay::v1::CoordinateRequest,
+                                                   overlay::v1::CoordinateResponse>,
+                    public CoordinateStream {
  public:
   static constexpr size_t kMaxQueued = 64;
   Coord(std::shared_ptr<LoopTarget> loop, std::shared_ptr<CallRegistry> reg,
         std::function<void(overlay::v1::CoordinateResponse)> on_response,
         std::function<void(const RpcStatus&)> on_done)
-      : loop_(std::move(loop)), reg_(std::move(reg)), on_response_(std::move(on_response)),
+      : loop_(std::move(loop)),
+        reg_(std::move(reg)),
+        on_response_(std::move(on_response)),
         on_done_(std::move(on_done)) {}
 
   void begin(overlay::v1::Overlay::Stub* stub, const std::string& token) {
@@ -248,8 +266,12 @@ class GrpcApi final : public AgentApi {
           std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub,
           std::shared_ptr<grpc::Channel> channel, const GrpcApiOptions& o,
           std::shared_ptr<CallRegistry> reg)
-      : loop_(std::move(loop)), stub_(std::move(stub)), overlay_stub_(std::move(overlay_stub)),
-        channel_(std::move(channel)), opts_(o), reg_(std::move(reg)) {}
+      : loop_(std::move(loop)),
+        stub_(std::move(stub)),
+        overlay_stub_(std::move(overlay_stub)),
+        channel_(std::move(channel)),
+        opts_(o),
+        reg_(std::move(reg)) {}
   ~GrpcApi() override { reg_->cancelAll(); }
 
   template <typename Req, typename Resp, typename Method>
@@ -284,16 +306,14 @@ class GrpcApi final : public AgentApi {
 
   void getManifest(Reply<v1::Manifest> reply) override {
     unary<v1::GetManifestRequest, v1::Manifest>(
-        MethodPtr<v1::GetManifestRequest, v1::Manifest>(&Async::GetManifest), {},
-        std::move(reply));
+        MethodPtr<v1::GetManifestRequest, v1::Manifest>(&Async::GetManifest), {}, std::move(reply));
   }
   void updateStartup(const v1::UpdateStartupRequest& req, Reply<v1::Startup> reply) override {
     unary<v1::UpdateStartupRequest, v1::Startup>(
         MethodPtr<v1::UpdateStartupRequest, v1::Startup>(&Async::UpdateStartup), req,
         std::move(reply));
   }
-  void updateLifecycle(const v1::UpdateLifecycleRequest& req,
-                       Reply<v1::Lifecycle> reply) override {
+  void updateLifecycle(const v1::UpdateLifecycleRequest& req, Reply<v1::Lifecycle> reply) override {
     unary<v1::UpdateLifecycleRequest, v1::Lifecycle>(
         MethodPtr<v1::UpdateLifecycleRequest, v1::Lifecycle>(&Async::UpdateLifecycle), req,
         std::move(reply));
@@ -308,8 +328,7 @@ class GrpcApi final : public AgentApi {
   void batchCreateLogs(const v1::BatchCreateLogsRequest& req,
                        Reply<v1::BatchCreateLogsResponse> reply) override {
     unary<v1::BatchCreateLogsRequest, v1::BatchCreateLogsResponse>(
-        MethodPtr<v1::BatchCreateLogsRequest, v1::BatchCreateLogsResponse>(
-            &Async::BatchCreateLogs),
+        MethodPtr<v1::BatchCreateLogsRequest, v1::BatchCreateLogsResponse>(&Async::BatchCreateLogs),
         req, std::move(reply));
   }
   void updateStats(const v1::UpdateStatsRequest& req,
@@ -334,8 +353,7 @@ class GrpcApi final : public AgentApi {
   void scriptCompleted(const v1::ScriptCompletedRequest& req,
                        Reply<v1::ScriptCompletedResponse> reply) override {
     unary<v1::ScriptCompletedRequest, v1::ScriptCompletedResponse>(
-        MethodPtr<v1::ScriptCompletedRequest, v1::ScriptCompletedResponse>(
-            &Async::ScriptCompleted),
+        MethodPtr<v1::ScriptCompletedRequest, v1::ScriptCompletedResponse>(&Async::ScriptCompleted),
         req, std::move(reply));
   }
   void reportConnection(const v1::ReportConnectionRequest& req,
@@ -346,9 +364,9 @@ class GrpcApi final : public AgentApi {
         req, std::move(reply));
   }
 
-  std::unique_ptr<EventStream> streamEvents(const v1::StreamEventsRequest& req,
-                                            std::function<void(v1::ServerEvent)> on_event,
-                                            std::function<void(const RpcStatus&)> on_done) override {
+  std::unique_ptr<EventStream> streamEvents(
+      const v1::StreamEventsRequest& req, std::function<void(v1::ServerEvent)> on_event,
+      std::function<void(const RpcStatus&)> on_done) override {
     auto e = std::make_shared<Events>(loop_, reg_, std::move(on_event), std::move(on_done));
     e->self_ = e;
     e->begin(stub_.get(), req, opts_.token());
@@ -399,8 +417,10 @@ class GrpcApi final : public AgentApi {
 class GrpcFactory final : public AgentApiFactory {
  public:
   GrpcFactory(asio::io_context& io, std::shared_ptr<grpc::Channel> channel, GrpcApiOptions o)
-      : loop_(std::make_shared<LoopTarget>(io)), stub_(v1::Agent::NewStub(channel)),
-        overlay_stub_(overlay::v1::Overlay::NewStub(channel)), opts_(std::move(o)),
+      : loop_(std::make_shared<LoopTarget>(io)),
+        stub_(v1::Agent::NewStub(channel)),
+        overlay_stub_(overlay::v1::Overlay::NewStub(channel)),
+        opts_(std::move(o)),
         channel_(std::move(channel)) {}
   ~GrpcFactory() override { drain(std::chrono::milliseconds(0)); }
   std::unique_ptr<AgentApi> connect() override {
@@ -431,7 +451,8 @@ Result<std::unique_ptr<AgentApiFactory>> makeGrpcApiFactory(asio::io_context& io
                                                             GrpcApiOptions options) {
   auto ch = control::makeChannel(url, options.channel);
   if (!ch) return makeError(ch.error());
-  return std::unique_ptr<AgentApiFactory>(std::make_unique<GrpcFactory>(io, *ch, std::move(options)));
+  return std::unique_ptr<AgentApiFactory>(
+      std::make_unique<GrpcFactory>(io, *ch, std::move(options)));
 }
 
 }  // namespace wsa::agent

@@ -63,24 +63,25 @@ class ListeningPortsCache : public std::enable_shared_from_this<ListeningPortsCa
     std::set<uint16_t> hidden;
     if (opts_.hidden_ports) hidden = *opts_.hidden_ports;
     asio::io_context& io = io_;
-    bool queued = worker_.post([weak, root = opts_.proc_root, min = opts_.min_port,
-                                hidden = std::move(hidden), &io] {
-      auto ports = scanListeningPorts(root, min, hidden);
-      http::Response resp;
-      if (!ports) {
-        logging::get("api")->warn("listening ports: {}", ports.error());
-        resp = http::Response::error(500, "Could not scan for listening ports.");
-      } else {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& p : *ports) {
-          list.push_back({{"process_name", p.process_name}, {"network", p.network}, {"port", p.port}});
-        }
-        resp = http::Response::json(200, nlohmann::json{{"ports", list}}.dump() + "\n");
-      }
-      asio::post(io, [weak, resp = std::move(resp)] {
-        if (auto self = weak.lock()) self->done(resp);
-      });
-    });
+    bool queued = worker_.post(
+        [weak, root = opts_.proc_root, min = opts_.min_port, hidden = std::move(hidden), &io] {
+          auto ports = scanListeningPorts(root, min, hidden);
+          http::Response resp;
+          if (!ports) {
+            logging::get("api")->warn("listening ports: {}", ports.error());
+            resp = http::Response::error(500, "Could not scan for listening ports.");
+          } else {
+            nlohmann::json list = nlohmann::json::array();
+            for (const auto& p : *ports) {
+              list.push_back(
+                  {{"process_name", p.process_name}, {"network", p.network}, {"port", p.port}});
+            }
+            resp = http::Response::json(200, nlohmann::json{{"ports", list}}.dump() + "\n");
+          }
+          asio::post(io, [weak, resp = std::move(resp)] {
+            if (auto self = weak.lock()) self->done(resp);
+          });
+        });
     if (!queued) {
       scanning_ = false;
       done(http::Response::error(503, "the agent is busy; try again"), false);
@@ -137,8 +138,9 @@ http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, Agent& agent,
   http::Router r;
   r.addSync("GET", "/", [](http::Request&) {
     return http::Response::json(
-        200, nlohmann::json{{"message", "Hello from the wsa agent!"}, {"version", WSA_VERSION}}
-                     .dump() + "\n");
+        200,
+        nlohmann::json{{"message", "Hello from the wsa agent!"}, {"version", WSA_VERSION}}.dump() +
+            "\n");
   });
   auto cache = std::make_shared<ListeningPortsCache>(io, clock, worker, std::move(options));
   r.add("GET", "/api/v0/listening-ports",

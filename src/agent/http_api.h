@@ -26,11 +26,11 @@ class AgentMetrics;
 
 struct HttpApiOptions {
   std::string proc_root = "/proc";
-  uint16_t min_port = 9;             // ports below are the agent's own overlay services
+  uint16_t min_port = 9;  // ports below are the agent's own overlay services
   // The agent's own listeners; read on the loop at each scan (filled in once they are bound).
   std::shared_ptr<const std::set<uint16_t>> hidden_ports;
   Duration cache_ttl = std::chrono::seconds(1);
-  size_t max_waiters = 256;          // requests waiting for one scan
+  size_t max_waiters = 256;  // requests waiting for one scan
 };
 
 // Shared state of the listening-ports route: one scan at a time, its result cached.

@@ -42,7 +42,8 @@ Result<Url> parseUrl(const std::string& url) {
     size_t close = authority.find(']');
     if (close == std::string::npos) return makeError("bad IPv6 host in \"" + url + "\"");
     u.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size() && authority[close + 1] == ':') u.port = authority.substr(close + 2);
+    if (close + 1 < authority.size() && authority[close + 1] == ':')
+      u.port = authority.substr(close + 2);
   } else if (size_t colon = authority.rfind(':'); colon != std::string::npos) {
     u.host = authority.substr(0, colon);
     u.port = authority.substr(colon + 1);

@@ -6,8 +6,9 @@
 //   created → starting → start_timeout | start_error | ready → shutting_down
 //           → shutdown_timeout | shutdown_error | off
 
-#include <memory>
 #include <spdlog/logger.h>
+
+#include <memory>
 #include <vector>
 
 #include "agent/api.h"

@@ -44,7 +44,8 @@ std::vector<ProcListener> parseProcNetTcp(std::string_view table) {
   bool header = true;
   while (pos < table.size()) {
     size_t nl = table.find('\n', pos);
-    std::string_view line = table.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    std::string_view line =
+        table.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? table.size() : nl + 1;
     if (header) {  // "  sl  local_address rem_address   st ..."
       header = false;
@@ -117,7 +118,8 @@ Result<std::vector<ListeningPort>> scanListeningPorts(const std::string& proc_ro
           if (t.substr(0, 8) != "socket:[" || t.back() != ']') continue;
           uint64_t inode = 0;
           auto digits = t.substr(8, t.size() - 9);
-          if (std::from_chars(digits.data(), digits.data() + digits.size(), inode).ec != std::errc()) {
+          if (std::from_chars(digits.data(), digits.data() + digits.size(), inode).ec !=
+              std::errc()) {
             continue;
           }
           auto it = owner.find(inode);

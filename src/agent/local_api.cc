@@ -16,9 +16,8 @@ http::Router makeMetricsRouter(AgentMetrics& metrics) {
 http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string log_file,
                              Worker* worker) {
   http::Router r;
-  r.addSync("GET", "/healthz", [](http::Request&) {
-    return http::Response::json(200, "{\"status\":\"ok\"}\n");
-  });
+  r.addSync("GET", "/healthz",
+            [](http::Request&) { return http::Response::json(200, "{\"status\":\"ok\"}\n"); });
   r.addSync("GET", "/debug/state",
             [&agent](http::Request&) { return http::Response::json(200, agent.debugState()); });
   addDebugRoutes(r, agent, metrics, std::move(log_file), worker);

@@ -10,7 +10,9 @@ namespace wsa::agent {
 using google::protobuf::util::TimeUtil;
 
 LogSender::LogSender(Clock& clock, std::string instance_id, LogSenderOptions options)
-    : clock_(clock), instance_id_(std::move(instance_id)), options_(options),
+    : clock_(clock),
+      instance_id_(std::move(instance_id)),
+      options_(options),
       log_(logging::get("logs")) {}
 
 bool LogSender::enqueue(const std::string& source_id, const std::string& source_name,
@@ -47,8 +49,8 @@ void LogSender::warnDropped(const char* why) {
     return;
   }
   last_drop_warning_ = now;
-  log_->warn("dropping script output: {} ({} bytes queued, limit {}); local log files keep it",
-             why, queued_bytes_, options_.max_queued_bytes);
+  log_->warn("dropping script output: {} ({} bytes queued, limit {}); local log files keep it", why,
+             queued_bytes_, options_.max_queued_bytes);
 }
 
 void LogSender::flush(const std::string& source_id) {
@@ -105,9 +107,10 @@ void LogSender::markLimitExceeded() {
   if (limit_exceeded_) return;
   limit_exceeded_ = true;
   counters_.dropped_limit_exceeded += queued_lines_;
-  log_->warn("the control server's log limit is exceeded: {} queued line(s) discarded, no more "
-             "logs will be sent (local log files keep everything)",
-             queued_lines_);
+  log_->warn(
+      "the control server's log limit is exceeded: {} queued line(s) discarded, no more "
+      "logs will be sent (local log files keep everything)",
+      queued_lines_);
   for (auto& [id, src] : sources_) src.lines.clear();
   queued_bytes_ = 0;
   queued_lines_ = 0;
@@ -116,8 +119,7 @@ void LogSender::markLimitExceeded() {
 
 class LogSendRoutine final : public BasicRoutine {
  public:
-  LogSendRoutine(LogSender& s, AgentApi& api)
-      : s_(s), api_(api), timer_(s.clock_.createTimer()) {}
+  LogSendRoutine(LogSender& s, AgentApi& api) : s_(s), api_(api), timer_(s.clock_.createTimer()) {}
 
  private:
   void onStart() override {
@@ -164,23 +166,23 @@ class LogSendRoutine final : public BasicRoutine {
     }
     beginCall();
     auto self = shared_from_this();
-    api_.batchCreateLogs(req, [this, self, id, n](const RpcStatus& st,
-                                                  const v1::BatchCreateLogsResponse& resp) {
-      if (!endCall()) return;
-      if (!st.ok()) {
-        finish(makeError("send logs: " + st.text()));
-        return;
-      }
-      if (resp.log_limit_exceeded()) {
-        s_.markLimitExceeded();
-        finish(Status::success());
-        return;
-      }
-      s_.acknowledge(id, n);
-      if (finishIfStopping()) return;
-      // More may be due right away (a large backlog or other sources).
-      tick();
-    });
+    api_.batchCreateLogs(
+        req, [this, self, id, n](const RpcStatus& st, const v1::BatchCreateLogsResponse& resp) {
+          if (!endCall()) return;
+          if (!st.ok()) {
+            finish(makeError("send logs: " + st.text()));
+            return;
+          }
+          if (resp.log_limit_exceeded()) {
+            s_.markLimitExceeded();
+            finish(Status::success());
+            return;
+          }
+          s_.acknowledge(id, n);
+          if (finishIfStopping()) return;
+          // More may be due right away (a large backlog or other sources).
+          tick();
+        });
   }
 
   LogSender& s_;

@@ -10,12 +10,13 @@
 // the server answers log_limit_exceeded, queues are discarded and nothing more is sent (local
 // log files keep everything).
 
+#include <spdlog/logger.h>
+
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 
 #include "agent/api.h"

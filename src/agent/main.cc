@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include "wsa/common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
@@ -18,6 +17,7 @@
 #include "agent/metrics.h"
 #include "agent/reaper.h"
 #include "agent/services.h"
+#include "wsa/common/cli_parse.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
@@ -64,8 +64,10 @@ int main(int argc, char** argv) {
   std::string stop_scripts_timeout = "10m", flush_timeout = "5s", backoff_cap = "10s";
   std::string ready_file;
   std::string data_dir = defaultAgentDataDir();
-  std::string ssh_listen, ssh_host_key, ssh_authorized_keys = homeDirectory() + "/.ssh/authorized_keys";
-  bool block_file_transfer = false, block_local_forwarding = false, block_reverse_forwarding = false;
+  std::string ssh_listen, ssh_host_key,
+      ssh_authorized_keys = homeDirectory() + "/.ssh/authorized_keys";
+  bool block_file_transfer = false, block_local_forwarding = false,
+       block_reverse_forwarding = false;
   bool block_agent_forwarding = false, block_x11_forwarding = false;
   std::string pty_listen, pty_timeout = "5m", speedtest_listen, api_listen;
   bool allow_remote_unauthenticated = false;
@@ -78,62 +80,84 @@ int main(int argc, char** argv) {
   std::optional<int> oom_score, nice_score;
   size_t log_queue_bytes = 1u << 20;
 
-  app.add_option("--url", url, "Control server URL: http://host:port, https://host:port or unix:/path")
+  app.add_option("--url", url,
+                 "Control server URL: http://host:port, https://host:port or unix:/path")
       ->envname("WSA_AGENT_URL");
   app.add_option("--token", token,
                  "Agent token (prefer --token-file: a flag shows in the process list)")
       ->envname("WSA_AGENT_TOKEN");
   app.add_option("--token-file", token_file, "File holding the agent token (re-read on every call)")
       ->envname("WSA_AGENT_TOKEN_FILE");
-  app.add_option("--ca-file", ca_file, "PEM CA certificates to trust for https URLs (default: system roots)")
+  app.add_option("--ca-file", ca_file,
+                 "PEM CA certificates to trust for https URLs (default: system roots)")
       ->envname("WSA_AGENT_CA_FILE");
   app.add_option("--log-dir", log_dir, "Directory for the agent log and script logs")
-      ->capture_default_str()->envname("WSA_AGENT_LOG_DIR");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_LOG_DIR");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
-      ->capture_default_str()->envname("WSA_AGENT_LOG_LEVEL");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_LOG_LEVEL");
   app.add_option("--log-format", log_format, "text or json (stderr and the log file)")
-      ->capture_default_str()->envname("WSA_AGENT_LOG_FORMAT");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_LOG_FORMAT");
   app.add_option("--script-data-dir", script_data_dir,
                  "Directory for script data (wsa-script-data/ with bin/ and one folder per script)")
-      ->capture_default_str()->envname("WSA_AGENT_SCRIPT_DATA_DIR");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_SCRIPT_DATA_DIR");
   app.add_option("--prometheus-address", prometheus_address,
                  "Where to serve Prometheus metrics (loopback; empty disables)")
-      ->capture_default_str()->envname("WSA_AGENT_PROMETHEUS_ADDRESS");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_PROMETHEUS_ADDRESS");
   app.add_option("--debug-address", debug_address,
                  "Where to serve the debug endpoints (loopback; empty disables)")
-      ->capture_default_str()->envname("WSA_AGENT_DEBUG_ADDRESS");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_DEBUG_ADDRESS");
   app.add_option("--ssh-max-timeout", ssh_max_timeout,
                  "SSH sessions: keepalive interval is a third of this (for the SSH server)")
-      ->capture_default_str()->envname("WSA_AGENT_SSH_MAX_TIMEOUT");
-  app.add_option("--subsystem", subsystems, "Comma-separated subsystems to report: envbox, envbuilder, exectrace")
+      ->capture_default_str()
+      ->envname("WSA_AGENT_SSH_MAX_TIMEOUT");
+  app.add_option("--subsystem", subsystems,
+                 "Comma-separated subsystems to report: envbox, envbuilder, exectrace")
       ->envname("WSA_AGENT_SUBSYSTEM");
   app.add_flag("--proc-prio-mgmt", prio,
                "Give child processes a lower priority than the agent (nice +5, OOM score 998)")
       ->envname("WSA_PROC_PRIO_MGMT");
-  app.add_option("--proc-oom-score", oom_score, "OOM score for child processes (with --proc-prio-mgmt)")
+  app.add_option("--proc-oom-score", oom_score,
+                 "OOM score for child processes (with --proc-prio-mgmt)")
       ->envname("WSA_PROC_OOM_SCORE");
-  app.add_option("--proc-nice-score", nice_score, "Niceness for child processes (with --proc-prio-mgmt)")
+  app.add_option("--proc-nice-score", nice_score,
+                 "Niceness for child processes (with --proc-prio-mgmt)")
       ->envname("WSA_PROC_NICE_SCORE");
   app.add_option("--banner-refresh-interval", banner_refresh, "How often to refresh the banners")
-      ->capture_default_str()->envname("WSA_AGENT_BANNER_REFRESH_INTERVAL");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_BANNER_REFRESH_INTERVAL");
   app.add_option("--metadata-interval", metadata_interval,
                  "Metadata tick: collection and reporting cadence")
-      ->capture_default_str()->envname("WSA_AGENT_METADATA_INTERVAL");
-  app.add_option("--script-wait-delay", script_wait_delay,
-                 "After a script exits, how long to wait for background processes holding its output")
-      ->capture_default_str()->envname("WSA_AGENT_SCRIPT_WAIT_DELAY");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_METADATA_INTERVAL");
+  app.add_option(
+         "--script-wait-delay", script_wait_delay,
+         "After a script exits, how long to wait for background processes holding its output")
+      ->capture_default_str()
+      ->envname("WSA_AGENT_SCRIPT_WAIT_DELAY");
   app.add_option("--stop-scripts-timeout", stop_scripts_timeout,
                  "Upper bound on running stop scripts at shutdown")
-      ->capture_default_str()->envname("WSA_AGENT_STOP_SCRIPTS_TIMEOUT");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_STOP_SCRIPTS_TIMEOUT");
   app.add_option("--shutdown-flush-timeout", flush_timeout,
                  "At shutdown, how long to wait for the final state and logs to be delivered")
-      ->capture_default_str()->envname("WSA_AGENT_SHUTDOWN_FLUSH_TIMEOUT");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_SHUTDOWN_FLUSH_TIMEOUT");
   app.add_option("--backoff-cap", backoff_cap, "Longest wait between reconnection attempts")
-      ->capture_default_str()->envname("WSA_AGENT_BACKOFF_CAP");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_BACKOFF_CAP");
   app.add_option("--log-queue-bytes", log_queue_bytes, "Bound on script output queued for sending")
-      ->capture_default_str()->envname("WSA_AGENT_LOG_QUEUE_BYTES");
-  app.add_option("--data-dir", data_dir, "Directory for the agent's persistent state (SSH host key)")
-      ->capture_default_str()->envname("WSA_AGENT_DATA_DIR");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_LOG_QUEUE_BYTES");
+  app.add_option("--data-dir", data_dir,
+                 "Directory for the agent's persistent state (SSH host key)")
+      ->capture_default_str()
+      ->envname("WSA_AGENT_DATA_DIR");
   app.add_option("--ssh-listen", ssh_listen,
                  "Also serve SSH on this TCP address (off by default; the overlay serves ports 1 "
                  "and 22). Public-key authentication is required here")
@@ -143,7 +167,8 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_SSH_HOST_KEY");
   app.add_option("--ssh-authorized-keys", ssh_authorized_keys,
                  "OpenSSH authorized_keys file for --ssh-listen (re-read when it changes)")
-      ->capture_default_str()->envname("WSA_AGENT_SSH_AUTHORIZED_KEYS");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_SSH_AUTHORIZED_KEYS");
   app.add_flag("--block-file-transfer", block_file_transfer,
                "Refuse sftp and scp/rsync/nc commands over SSH (exit 65)")
       ->envname("WSA_AGENT_BLOCK_FILE_TRANSFER");
@@ -153,8 +178,7 @@ int main(int argc, char** argv) {
   app.add_flag("--block-reverse-port-forwarding", block_reverse_forwarding,
                "Refuse SSH remote port forwarding (-R)")
       ->envname("WSA_AGENT_BLOCK_REVERSE_PORT_FORWARDING");
-  app.add_flag("--block-agent-forwarding", block_agent_forwarding,
-               "Do not forward SSH agents (-A)")
+  app.add_flag("--block-agent-forwarding", block_agent_forwarding, "Do not forward SSH agents (-A)")
       ->envname("WSA_AGENT_BLOCK_AGENT_FORWARDING");
   app.add_flag("--block-x11-forwarding", block_x11_forwarding, "Do not forward X11 (-X)")
       ->envname("WSA_AGENT_BLOCK_X11_FORWARDING");
@@ -164,9 +188,11 @@ int main(int argc, char** argv) {
       ->envname("WSA_AGENT_PTY_LISTEN");
   app.add_option("--pty-timeout", pty_timeout,
                  "End a reconnecting PTY session after this long with no client attached")
-      ->capture_default_str()->envname("WSA_AGENT_PTY_TIMEOUT");
-  app.add_option("--speedtest-listen", speedtest_listen,
-                 "Also serve speed tests on this address (off by default; the overlay serves port 3)")
+      ->capture_default_str()
+      ->envname("WSA_AGENT_PTY_TIMEOUT");
+  app.add_option(
+         "--speedtest-listen", speedtest_listen,
+         "Also serve speed tests on this address (off by default; the overlay serves port 3)")
       ->envname("WSA_AGENT_SPEEDTEST_LISTEN");
   app.add_option("--api-listen", api_listen,
                  "Also serve the agent HTTP API on this address (off by default; the overlay "
@@ -177,7 +203,8 @@ int main(int argc, char** argv) {
                "overlay addresses)")
       ->envname("WSA_AGENT_NO_OVERLAY");
   app.add_option("--overlay-port", overlay_port, "UDP port of the overlay (0: any)")
-      ->capture_default_str()->envname("WSA_AGENT_OVERLAY_PORT");
+      ->capture_default_str()
+      ->envname("WSA_AGENT_OVERLAY_PORT");
   app.add_option("--overlay-endpoint", overlay_endpoints,
                  "UDP endpoint to publish to peers, host or host:port (repeatable; default: the "
                  "addresses of this machine's interfaces, loopback and link-local left out)")
@@ -259,7 +286,8 @@ int main(int argc, char** argv) {
     } else if (n == "exectrace") {
       opts.subsystems.push_back(agent::v1::SUBSYSTEM_EXECTRACE);
     } else {
-      return fail("--subsystem: unknown subsystem \"" + n + "\" (want envbox, envbuilder, exectrace)");
+      return fail("--subsystem: unknown subsystem \"" + n +
+                  "\" (want envbox, envbuilder, exectrace)");
     }
   }
 
@@ -344,7 +372,8 @@ int main(int argc, char** argv) {
     log->info("serving Prometheus metrics on http://{}/metrics", *b);
   }
   if (!debug_address.empty()) {
-    debug_server = std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file, &worker));
+    debug_server =
+        std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file, &worker));
     auto b = debug_server->listen(debug_address);
     if (!b) {
       log->error("--debug-address: {}", b.error());

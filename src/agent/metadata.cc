@@ -118,7 +118,11 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
 
 MetadataCollector::MetadataCollector(asio::io_context& io, Clock& clock, AgentMetrics& metrics,
                                      MetadataOptions options, MetadataCommandFactory factory)
-    : io_(io), clock_(clock), metrics_(metrics), options_(options), factory_(std::move(factory)),
+    : io_(io),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options),
+      factory_(std::move(factory)),
       log_(logging::get("metadata")) {}
 
 MetadataCollector::~MetadataCollector() {

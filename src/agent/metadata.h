@@ -5,15 +5,16 @@
 // truncation, non-zero exits and timeouts are explained in the result's error. Results are
 // batched to the server once per tick, one batch in flight; the newest result per key wins.
 
+#include <spdlog/logger.h>
+
 #include <map>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 
 #include "agent/api.h"
-#include "wsa/agent/exec.h"
 #include "agent/metrics.h"
 #include "agent/supervisor.h"
+#include "wsa/agent/exec.h"
 #include "wsa/common/clock.h"
 
 namespace wsa::agent {

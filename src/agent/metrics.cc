@@ -5,7 +5,9 @@
 namespace wsa::agent {
 
 namespace {
-prometheus::Registry& reg(const std::shared_ptr<prometheus::Registry>& r) { return *r; }
+prometheus::Registry& reg(const std::shared_ptr<prometheus::Registry>& r) {
+  return *r;
+}
 }  // namespace
 
 prometheus::Histogram::BucketBoundaries AgentMetrics::durationBuckets() {
@@ -95,11 +97,12 @@ AgentMetrics::AgentMetrics()
                           .Help("SSH connections open now")
                           .Register(reg(registry_))
                           .Add({})),
-      ssh_failed_connections(prometheus::BuildCounter()
-                                 .Name("wsa_agent_ssh_failed_connections_total")
-                                 .Help("SSH connections that failed before a session (key exchange)")
-                                 .Register(reg(registry_))
-                                 .Add({})),
+      ssh_failed_connections(
+          prometheus::BuildCounter()
+              .Name("wsa_agent_ssh_failed_connections_total")
+              .Help("SSH connections that failed before a session (key exchange)")
+              .Register(reg(registry_))
+              .Add({})),
       ssh_sftp_sessions(prometheus::BuildCounter()
                             .Name("wsa_agent_ssh_sftp_sessions_total")
                             .Help("SFTP sessions started")
@@ -164,7 +167,9 @@ std::vector<prometheus::MetricFamily> AgentMetrics::collect() {
   return out;
 }
 
-std::string AgentMetrics::serialize() { return prometheus::TextSerializer().Serialize(collect()); }
+std::string AgentMetrics::serialize() {
+  return prometheus::TextSerializer().Serialize(collect());
+}
 
 void AgentMetrics::toStats(wsa::agent::v1::Stats* stats) {
   for (const auto& fam : collect()) {

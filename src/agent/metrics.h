@@ -33,10 +33,10 @@ class AgentMetrics {
   prometheus::Gauge& logs_queued_bytes;
   prometheus::Gauge& logs_queued_lines;
   prometheus::Counter& logs_sent;
-  prometheus::Family<prometheus::Counter>& logs_dropped;     // {reason}
+  prometheus::Family<prometheus::Counter>& logs_dropped;  // {reason}
   // Scripts
-  prometheus::Family<prometheus::Counter>& scripts_executed; // {stage, success}
-  prometheus::Family<prometheus::Histogram>& script_seconds; // {stage}
+  prometheus::Family<prometheus::Counter>& scripts_executed;      // {stage, success}
+  prometheus::Family<prometheus::Histogram>& script_seconds;      // {stage}
   prometheus::Family<prometheus::Gauge>& startup_script_seconds;  // {success}
   // Metadata, app health, reports
   prometheus::Family<prometheus::Counter>& metadata_collections;  // {result}
@@ -55,9 +55,9 @@ class AgentMetrics {
   prometheus::Counter& rpty_connections_total;
   prometheus::Family<prometheus::Counter>& rpty_errors;  // {reason}
   // Speedtest and HTTP API
-  prometheus::Family<prometheus::Counter>& speedtests;      // {direction, result}
-  prometheus::Family<prometheus::Counter>& speedtest_bytes; // {direction}
-  prometheus::Family<prometheus::Counter>& api_requests;    // {route, code}
+  prometheus::Family<prometheus::Counter>& speedtests;       // {direction, result}
+  prometheus::Family<prometheus::Counter>& speedtest_bytes;  // {direction}
+  prometheus::Family<prometheus::Counter>& api_requests;     // {route, code}
   // The worker thread for blocking work (log reads, /proc scans)
   prometheus::Gauge& worker_queue_depth;
   prometheus::Counter& worker_refused;

@@ -18,7 +18,8 @@ class Notifier {
   class Subscription {
    public:
     Subscription() = default;
-    Subscription(std::weak_ptr<Notifier::State> state, uint64_t id) : state_(std::move(state)), id_(id) {}
+    Subscription(std::weak_ptr<Notifier::State> state, uint64_t id)
+        : state_(std::move(state)), id_(id) {}
     Subscription(Subscription&& o) noexcept : state_(std::move(o.state_)), id_(o.id_) { o.id_ = 0; }
     Subscription& operator=(Subscription&& o) noexcept {
       reset();

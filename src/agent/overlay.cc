@@ -10,17 +10,17 @@
 
 #include "agent/api.h"
 #include "agent/supervisor.h"
+#include "wsa/common/logging.h"
+#include "wsa/net/address.h"
 #include "wsa/netstack/forward.h"
 #include "wsa/netstack/netstack.h"
+#include "wsa/overlay/v1/coordinate.pb.h"
 #include "wsa/wg/device.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/node.h"
 #include "wsa/wg/relay_path.h"
 #include "wsa/wg/uapi.h"
 #include "wsa/wg/udp.h"
-#include "wsa/common/logging.h"
-#include "wsa/net/address.h"
-#include "wsa/overlay/v1/coordinate.pb.h"
 
 namespace wsa::agent {
 
@@ -31,13 +31,14 @@ class Overlay::Impl {
         clock_(clock),
         device_(clock, wg::DeviceOptions{},
                 wg::Device::Io{
-                    .send = [this](const wg::Endpoint& to,
-                                   std::span<const uint8_t> d) {
-                      if (!relay_.send(to, d) && udp_) udp_->send(to, d);
-                    },
-                    .deliver = [this](std::span<const uint8_t> p) {
-                      if (stack_) stack_->input(p);
-                    },
+                    .send =
+                        [this](const wg::Endpoint& to, std::span<const uint8_t> d) {
+                          if (!relay_.send(to, d) && udp_) udp_->send(to, d);
+                        },
+                    .deliver =
+                        [this](std::span<const uint8_t> p) {
+                          if (stack_) stack_->input(p);
+                        },
                 }),
         forwarder_(io, netstack::LocalForwarder::Options{}),
         log_(logging::get("overlay")) {}
@@ -209,10 +210,10 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   }
   std::string joined;
   for (const auto& a : impl->addresses_) joined += (joined.empty() ? "" : ", ") + a;
-  impl->log_->info("overlay up: addresses {}, UDP port {}, public key {}{}", joined,
-                   impl->udp_->port(), wg::toBase64(impl->device_.publicKey()),
-                   options.config_socket.empty() ? ""
-                                                 : ", configuration socket " + options.config_socket);
+  impl->log_->info(
+      "overlay up: addresses {}, UDP port {}, public key {}{}", joined, impl->udp_->port(),
+      wg::toBase64(impl->device_.publicKey()),
+      options.config_socket.empty() ? "" : ", configuration socket " + options.config_socket);
   return o;
 }
 
@@ -222,16 +223,23 @@ Overlay::~Overlay() {
   impl_->stopRelay();
 }
 
-void Overlay::startRelay(AgentApi& api) { impl_->startRelay(api); }
+void Overlay::startRelay(AgentApi& api) {
+  impl_->startRelay(api);
+}
 
 void Overlay::stopRelay(AgentApi& api) {
   if (impl_->relay_api_ == &api) impl_->stopRelay();
 }
 
-
-const std::vector<std::string>& Overlay::addresses() const { return impl_->addresses_; }
-std::string Overlay::publicKey() const { return wg::toBase64(impl_->device_.publicKey()); }
-uint16_t Overlay::udpPort() const { return impl_->udp_ ? impl_->udp_->port() : 0; }
+const std::vector<std::string>& Overlay::addresses() const {
+  return impl_->addresses_;
+}
+std::string Overlay::publicKey() const {
+  return wg::toBase64(impl_->device_.publicKey());
+}
+uint16_t Overlay::udpPort() const {
+  return impl_->udp_ ? impl_->udp_->port() : 0;
+}
 
 void Overlay::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
   impl_->forwarder_.forward(std::move(stream), port);
@@ -262,8 +270,8 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
       static_cast<double>(ns.connections));
   add("wsa_overlay_tcp_buffered_bytes", "Received overlay TCP data not yet read", T::Gauge,
       static_cast<double>(ns.buffered_rx_bytes));
-  add("wsa_overlay_packets_invalid_total", "Packets the network stack could not take",
-      T::Counter, static_cast<double>(ns.rx_invalid));
+  add("wsa_overlay_packets_invalid_total", "Packets the network stack could not take", T::Counter,
+      static_cast<double>(ns.rx_invalid));
   add("wsa_overlay_forwarded_connections_total", "Connections forwarded to the loopback",
       T::Counter, static_cast<double>(fs.connections));
   add("wsa_overlay_forward_refused_total", "Forwards refused: nothing listens on the loopback",
@@ -309,7 +317,6 @@ std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
 
 // --- coordination ---------------------------------------------------------------------------
 
-
 namespace wsa::agent {
 
 namespace {
@@ -343,7 +350,10 @@ std::vector<std::string> interfaceEndpoints(uint16_t port) {
 class Coordinator final : public BasicRoutine {
  public:
   Coordinator(Overlay& overlay, std::weak_ptr<bool> overlay_alive, AgentApi& api, std::string id)
-      : overlay_(overlay), overlay_alive_(std::move(overlay_alive)), api_(api), id_(std::move(id)) {}
+      : overlay_(overlay),
+        overlay_alive_(std::move(overlay_alive)),
+        api_(api),
+        id_(std::move(id)) {}
 
  protected:
   void onStart() override {
@@ -455,7 +465,6 @@ bool Overlay::applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& 
   if (added) log->info("overlay peer {} added ({} allowed IPs)", u.id(), pc.allowed_ips->size());
   return added || new_key;
 }
-
 
 std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {
   return std::make_shared<Coordinator>(*this, impl_->alive_, api, agent_id);

@@ -8,13 +8,13 @@
 // on it: `wg show`, `wg set`), for static setups and tests; coordination through the control
 // server will feed the same device.
 
+#include <prometheus/metric_family.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <prometheus/metric_family.h>
 
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"

@@ -5,10 +5,11 @@
 // a report the server refuses for good is dropped with a warning. Past `capacity` the oldest
 // report is dropped and counted.
 
+#include <spdlog/logger.h>
+
 #include <deque>
 #include <functional>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 
 #include "agent/api.h"
@@ -31,7 +32,9 @@ class ReportQueue {
   using Send = std::function<void(AgentApi&, const Req&, std::function<void(const RpcStatus&)>)>;
 
   ReportQueue(std::string name, size_t capacity, Send send)
-      : name_(std::move(name)), capacity_(capacity), send_(std::move(send)),
+      : name_(std::move(name)),
+        capacity_(capacity),
+        send_(std::move(send)),
         log_(logging::get("reports")) {}
 
   void push(Req r) {
@@ -87,8 +90,8 @@ class ReportQueue<Req>::Sender final : public BasicRoutine {
     q_.send_(api_, front, [this, self, size_before, dropped_before](const RpcStatus& st) {
       if (!endCall()) return;
       // If the queue overflowed meanwhile, the front we sent may already be gone.
-      bool front_still_ours = q_.dropped_ == dropped_before && !q_.queue_.empty() &&
-                              q_.queue_.size() >= size_before;
+      bool front_still_ours =
+          q_.dropped_ == dropped_before && !q_.queue_.empty() && q_.queue_.size() >= size_before;
       if (st.ok() || !isTransient(st)) {
         if (!st.ok()) {
           q_.log_->warn("{}: the server refused a report ({}); dropping it", q_.name_, st.text());

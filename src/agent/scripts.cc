@@ -18,10 +18,14 @@ using google::protobuf::util::TimeUtil;
 namespace {
 const char* stageName(v1::Timing::Stage s) {
   switch (s) {
-    case v1::Timing::STAGE_START: return "start";
-    case v1::Timing::STAGE_STOP: return "stop";
-    case v1::Timing::STAGE_CRON: return "cron";
-    default: return "unknown";
+    case v1::Timing::STAGE_START:
+      return "start";
+    case v1::Timing::STAGE_STOP:
+      return "stop";
+    case v1::Timing::STAGE_CRON:
+      return "cron";
+    default:
+      return "unknown";
   }
 }
 }  // namespace
@@ -29,8 +33,12 @@ const char* stageName(v1::Timing::Stage s) {
 class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run> {
  public:
   Run(ScriptRunner& r, v1::Script s, v1::Timing::Stage stage, std::function<void(bool, bool)> done)
-      : r_(r), s_(std::move(s)), stage_(stage), done_(std::move(done)),
-        timeout_timer_(r.clock_.createTimer()), kill_timer_(r.clock_.createTimer()),
+      : r_(r),
+        s_(std::move(s)),
+        stage_(stage),
+        done_(std::move(done)),
+        timeout_timer_(r.clock_.createTimer()),
+        kill_timer_(r.clock_.createTimer()),
         wait_timer_(r.clock_.createTimer()) {}
   ~Run() {
     if (fd_ >= 0) ::close(fd_);
@@ -184,10 +192,10 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
     t->set_stage(stage_);
     t->set_status(status);
     r_.timings_.push(std::move(req));
-    r_.metrics_.scripts_executed.Add({{"stage", stageName(stage_)}, {"success", ok ? "true" : "false"}})
+    r_.metrics_.scripts_executed
+        .Add({{"stage", stageName(stage_)}, {"success", ok ? "true" : "false"}})
         .Increment();
-    r_.metrics_.script_seconds
-        .Add({{"stage", stageName(stage_)}}, AgentMetrics::durationBuckets())
+    r_.metrics_.script_seconds.Add({{"stage", stageName(stage_)}}, AgentMetrics::durationBuckets())
         .Observe(std::chrono::duration<double>(elapsed).count());
     r_.logs_.flush(s_.log_source_id());
     if (fd_ >= 0) {
@@ -226,8 +234,14 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
 ScriptRunner::ScriptRunner(asio::io_context& io, Clock& clock, LogSender& logs,
                            ReportQueue<v1::ScriptCompletedRequest>& timings, AgentMetrics& metrics,
                            ScriptRunnerOptions options, CommandFactory factory)
-    : io_(io), clock_(clock), logs_(logs), timings_(timings), metrics_(metrics),
-      options_(std::move(options)), factory_(std::move(factory)), log_(logging::get("scripts")) {}
+    : io_(io),
+      clock_(clock),
+      logs_(logs),
+      timings_(timings),
+      metrics_(metrics),
+      options_(std::move(options)),
+      factory_(std::move(factory)),
+      log_(logging::get("scripts")) {}
 
 ScriptRunner::~ScriptRunner() {
   stopCron();
@@ -252,8 +266,10 @@ std::string ScriptRunner::logPathFor(const v1::Script& s) const {
 Status ScriptRunner::init(const std::vector<v1::Script>& scripts) {
   scripts_ = scripts;
   bin_dir_ = options_.data_dir + "/bin";
-  if (auto st = makeDirs(bin_dir_, 0700); !st) return makeError("script bin directory: " + st.error());
-  if (auto st = makeDirs(options_.log_dir, 0755); !st) return makeError("log directory: " + st.error());
+  if (auto st = makeDirs(bin_dir_, 0700); !st)
+    return makeError("script bin directory: " + st.error());
+  if (auto st = makeDirs(options_.log_dir, 0755); !st)
+    return makeError("log directory: " + st.error());
   for (size_t i = 0; i < scripts_.size(); ++i) {
     if (scripts_[i].cron().empty()) continue;
     auto c = CronSchedule::parse(scripts_[i].cron());
@@ -333,7 +349,8 @@ void ScriptRunner::scheduleCron(size_t index) {
       log_->warn("cron script \"{}\" is still running; skipping this run", s.display_name());
     } else {
       entry.running = true;
-      runOne(s, v1::Timing::STAGE_CRON, [this, index](bool, bool) { crons_[index].running = false; });
+      runOne(s, v1::Timing::STAGE_CRON,
+             [this, index](bool, bool) { crons_[index].running = false; });
     }
     if (cron_started_) scheduleCron(index);
   });
@@ -349,6 +366,8 @@ void ScriptRunner::killAll() {
   for (auto& [ptr, run] : runs) run->kill();
 }
 
-size_t ScriptRunner::running() const { return runs_.size(); }
+size_t ScriptRunner::running() const {
+  return runs_.size();
+}
 
 }  // namespace wsa::agent

@@ -11,19 +11,20 @@
 // the run is PIPES_LEFT_OPEN, with a warning in the log — the agent never hangs on them.
 // Every run is reported with ScriptCompleted.
 
+#include <spdlog/logger.h>
+
 #include <functional>
 #include <map>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 #include <vector>
 
 #include "agent/cron.h"
-#include "wsa/agent/env.h"
-#include "wsa/agent/exec.h"
 #include "agent/log_sender.h"
 #include "agent/metrics.h"
 #include "agent/report_queue.h"
+#include "wsa/agent/env.h"
+#include "wsa/agent/exec.h"
 #include "wsa/common/clock.h"
 
 namespace wsa::agent {

@@ -1,15 +1,16 @@
 #include "agent/services.h"
 
+#include <unistd.h>
+
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
-#include <unistd.h>
 
 #include "agent/agent.h"
-#include "wsa/agent/env.h"
 #include "agent/http_api.h"
 #include "agent/metrics.h"
+#include "wsa/agent/env.h"
 #include "wsa/common/logging.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
@@ -35,10 +36,11 @@ Status checkLocalOnly(const std::string& flag, const std::string& address, bool 
   std::error_code ec;
   auto ip = asio::ip::make_address(a->host, ec);
   if (!a->host.empty() && !ec && ip.is_loopback()) return {};
-  return makeError(flag + ": \"" + address +
-                   "\" is not a loopback address; this service has no authentication, so it "
-                   "listens only on 127.0.0.1, ::1 or a unix socket (--allow-remote-unauthenticated "
-                   "overrides this)");
+  return makeError(
+      flag + ": \"" + address +
+      "\" is not a loopback address; this service has no authentication, so it "
+      "listens only on 127.0.0.1, ::1 or a unix socket (--allow-remote-unauthenticated "
+      "overrides this)");
 }
 
 // Counters that mirror a monotonically growing value.
@@ -50,14 +52,21 @@ void syncCounter(prometheus::Counter& c, uint64_t v) {
 
 Services::Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
                    Worker& worker, ServicesConfig config)
-    : io_(io), clock_(clock), agent_(agent), metrics_(metrics), worker_(worker),
-      config_(std::move(config)), hidden_ports_(std::make_shared<std::set<uint16_t>>()) {}
+    : io_(io),
+      clock_(clock),
+      agent_(agent),
+      metrics_(metrics),
+      worker_(worker),
+      config_(std::move(config)),
+      hidden_ports_(std::make_shared<std::set<uint16_t>>()) {}
 
-Services::~Services() { shutdown(); }
+Services::~Services() {
+  shutdown();
+}
 
-Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& clock,
-                                                   Agent& agent, AgentMetrics& metrics,
-                                                   Worker& worker, ServicesConfig config) {
+Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& clock, Agent& agent,
+                                                   AgentMetrics& metrics, Worker& worker,
+                                                   ServicesConfig config) {
   std::unique_ptr<Services> s(new Services(io, clock, agent, metrics, worker, std::move(config)));
   Services* self = s.get();
 
@@ -98,8 +107,8 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   hopts.on_response = [router, &metrics](const http::Request& req, int status,
                                          std::chrono::nanoseconds) {
     std::string route = router.matchPattern(req);
-    metrics.api_requests.Add({{"route", route.empty() ? "unknown" : route},
-                              {"code", std::to_string(status)}})
+    metrics.api_requests
+        .Add({{"route", route.empty() ? "unknown" : route}, {"code", std::to_string(status)}})
         .Increment();
   };
   s->api_ = std::make_unique<http::Server>(io, router, hopts);
@@ -122,7 +131,8 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
     st->set_session_count_reconnecting_pty(rpty_attached);
     int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
     if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
-    if (rpty_attached > 0) (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
+    if (rpty_attached > 0)
+      (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
   };
   metrics.addCollectHook([self] {
     auto& m = self->metrics_;
@@ -240,7 +250,7 @@ Result<BoundServices> Services::listen(const std::set<uint16_t>& own_ports) {
     log->info("serving SSH on {} (host key {})", *r, b.ssh_host_key);
   }
   for (auto [flag, addr] : {std::pair{"--pty-listen", &config_.pty_listen},
-                             std::pair{"--api-listen", &config_.api_listen}}) {
+                            std::pair{"--api-listen", &config_.api_listen}}) {
     if (addr->empty()) continue;
     if (auto st = checkLocalOnly(flag, *addr, config_.allow_remote_unauthenticated); !st) {
       return makeError(st.error());

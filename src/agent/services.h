@@ -11,12 +11,12 @@
 #include <string>
 
 #include "agent/overlay.h"
-#include "wsa/rpty/rpty.h"
-#include "wsa/speedtest/speedtest.h"
-#include "wsa/ssh/ssh_server.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/common/worker.h"
+#include "wsa/rpty/rpty.h"
+#include "wsa/speedtest/speedtest.h"
+#include "wsa/ssh/ssh_server.h"
 
 namespace asio {
 class io_context;
@@ -69,8 +69,8 @@ class Services {
   speedtest::Server& speedtest() { return *speedtest_; }
 
  private:
-  Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
-           Worker& worker, ServicesConfig config);
+  Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics, Worker& worker,
+           ServicesConfig config);
   void publishContext();
   void maybeStartOverlay();
   void serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::string peer);

@@ -27,28 +27,28 @@
 #include <asio/write.hpp>
 #include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "wsa/common/cli_parse.h"
-#include "wsa/control/relay_stream.h"
-#include "wsa/netstack/netstack.h"
-#include "wsa/speedtest/speedtest.h"
-#include "wsa/wg/device.h"
-#include "wsa/wg/node.h"
-#include "wsa/wg/relay_path.h"
-#include "wsa/wg/udp.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
 #include "wsa/common/time.h"
 #include "wsa/control/channel.h"
+#include "wsa/control/relay_stream.h"
 #include "wsa/net/listener.h"
 #include "wsa/net/splice.h"
+#include "wsa/netstack/netstack.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
+#include "wsa/speedtest/speedtest.h"
 #include "wsa/version.h"
+#include "wsa/wg/device.h"
+#include "wsa/wg/node.h"
+#include "wsa/wg/relay_path.h"
+#include "wsa/wg/udp.h"
 
 namespace {
 
@@ -80,7 +80,9 @@ class StdioStream final : public net::ByteStream {
   asio::posix::stream_descriptor in_, out_;
 };
 
-std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+std::string stripPrefix(const std::string& cidr) {
+  return cidr.substr(0, cidr.find('/'));
+}
 
 // What to do once the agent is reachable: join stdio to `port` (proxy), or listen on `listen`
 // and join each local connection to `port` (forward).
@@ -145,18 +147,18 @@ int run(const std::string& url_text, const std::string& token, const std::string
   wg::RelayPath relay;
   wg::Device device(*clock, wg::DeviceOptions{},
                     wg::Device::Io{
-                        .send = [&](const wg::Endpoint& to,
-                                    std::span<const uint8_t> d) {
-                          if (!relay.send(to, d) && udp) udp->send(to, d);
-                        },
-                        .deliver = [&](std::span<const uint8_t> p) {
-                          if (stack) stack->input(p);
-                        },
+                        .send =
+                            [&](const wg::Endpoint& to, std::span<const uint8_t> d) {
+                              if (!relay.send(to, d) && udp) udp->send(to, d);
+                            },
+                        .deliver =
+                            [&](std::span<const uint8_t> p) {
+                              if (stack) stack->input(p);
+                            },
                     });
   device.setPrivateKey(wg::generatePrivateKey());
-  auto u = wg::UdpBind::open(io, 0, [&](const wg::Endpoint& from, std::span<uint8_t> d) {
-    device.receive(from, d);
-  });
+  auto u = wg::UdpBind::open(
+      io, 0, [&](const wg::Endpoint& from, std::span<uint8_t> d) { device.receive(from, d); });
   if (!u) {
     std::cerr << "wsa: " << u.error() << "\n";
     return 1;
@@ -164,8 +166,8 @@ int run(const std::string& url_text, const std::string& token, const std::string
   udp = std::move(*u);
   netstack::Options nopts;
   for (const auto& a : found.client_addresses()) nopts.addresses.push_back(stripPrefix(a));
-  auto n = netstack::Netstack::create(io, nopts,
-                                      [&](std::span<const uint8_t> p) { device.send(p); });
+  auto n =
+      netstack::Netstack::create(io, nopts, [&](std::span<const uint8_t> p) { device.send(p); });
   if (!n) {
     std::cerr << "wsa: " << n.error() << "\n";
     return 1;
@@ -182,8 +184,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
     node->set_id(found.client_id());
     // No endpoints: we initiate, and the agent learns ours from the first packet.
     wg::describeNode(device.publicKey(),
-                     {found.client_addresses().begin(), found.client_addresses().end()}, {},
-                     node);
+                     {found.client_addresses().begin(), found.client_addresses().end()}, {}, node);
     req.mutable_add_tunnel()->set_id(found.agent_id());
     if (!rw->Write(req)) {
       std::cerr << "wsa: the coordination stream closed at once: " << rw->Finish().error_message()
@@ -325,9 +326,9 @@ int run(const std::string& url_text, const std::string& token, const std::string
     }
     stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
       if (!s) {
-        failure = hasSession() ? "connect to " + agent + " port " + std::to_string(port) + ": " +
-                                     s.error()
-                               : noHandshake();
+        failure = hasSession()
+                      ? "connect to " + agent + " port " + std::to_string(port) + ": " + s.error()
+                      : noHandshake();
         io.stop();
         return;
       }
@@ -516,9 +517,10 @@ int main(int argc, char** argv) {
   auto* forward_cmd = app.add_subcommand(
       "forward", "Forward a local TCP port to a port of the agent until interrupted");
   forward_cmd->add_option("agent", agent, "Agent name")->required();
-  forward_cmd->add_option("ports", spec,
-                          "[LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (same port "
-                          "locally); the local address defaults to 127.0.0.1")
+  forward_cmd
+      ->add_option("ports", spec,
+                   "[LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (same port "
+                   "locally); the local address defaults to 127.0.0.1")
       ->required();
   std::string direction = "download", duration = "5s";
   bool json = false;

@@ -54,7 +54,9 @@ class LoopClock final : public Clock {
 
 }  // namespace
 
-std::unique_ptr<Clock> makeLoopClock(asio::io_context& io) { return std::make_unique<LoopClock>(io); }
+std::unique_ptr<Clock> makeLoopClock(asio::io_context& io) {
+  return std::make_unique<LoopClock>(io);
+}
 
 class ManualClock::ManualTimer final : public Timer {
  public:
@@ -97,7 +99,9 @@ ManualClock::ManualClock()
 
 ManualClock::~ManualClock() = default;
 
-std::unique_ptr<Timer> ManualClock::createTimer() { return std::make_unique<ManualTimer>(this); }
+std::unique_ptr<Timer> ManualClock::createTimer() {
+  return std::make_unique<ManualTimer>(this);
+}
 
 void ManualClock::advance(Duration d) {
   MonoTime target = now_ + d;

@@ -12,7 +12,9 @@
 namespace wsa {
 
 namespace {
-std::string errnoText(int e) { return std::strerror(e); }
+std::string errnoText(int e) {
+  return std::strerror(e);
+}
 }  // namespace
 
 Result<std::string> readFile(const std::string& path, size_t max_bytes) {

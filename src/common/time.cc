@@ -2,8 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <ctime>
+#include <string>
 
 namespace wsa {
 
@@ -12,7 +12,8 @@ int64_t toUnixNanos(SystemTime t) {
 }
 
 SystemTime fromUnixNanos(int64_t nanos) {
-  return SystemTime(std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(nanos)));
+  return SystemTime(
+      std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(nanos)));
 }
 
 std::string formatRfc3339(SystemTime t) {
@@ -109,13 +110,20 @@ std::optional<std::chrono::nanoseconds> parseDuration(std::string_view s) {
     while (i < s.size() && !((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
     std::string_view unit = s.substr(u, i - u);
     double mult = 0;
-    if (unit == "ns") mult = 1;
-    else if (unit == "us" || unit == "µs") mult = 1e3;
-    else if (unit == "ms") mult = 1e6;
-    else if (unit == "s") mult = 1e9;
-    else if (unit == "m") mult = 60e9;
-    else if (unit == "h") mult = 3600e9;
-    else return std::nullopt;
+    if (unit == "ns")
+      mult = 1;
+    else if (unit == "us" || unit == "µs")
+      mult = 1e3;
+    else if (unit == "ms")
+      mult = 1e6;
+    else if (unit == "s")
+      mult = 1e9;
+    else if (unit == "m")
+      mult = 60e9;
+    else if (unit == "h")
+      mult = 3600e9;
+    else
+      return std::nullopt;
     total += v * mult;
   }
   return std::chrono::nanoseconds(static_cast<int64_t>(total));

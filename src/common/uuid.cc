@@ -73,6 +73,8 @@ std::optional<UuidBytes> parseUuid(std::string_view t) {
   return b;
 }
 
-bool isUuid(std::string_view text) { return parseUuid(text).has_value(); }
+bool isUuid(std::string_view text) {
+  return parseUuid(text).has_value();
+}
 
 }  // namespace wsa

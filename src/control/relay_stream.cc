@@ -17,7 +17,8 @@ namespace ov = overlay::v1;
 class Stream final : public RelayStream,
                      public grpc::ClientBidiReactor<ov::RelayRequest, ov::RelayResponse> {
  public:
-  Stream(Callbacks cb, size_t max_queued) : cb_(std::move(cb)), max_(std::max<size_t>(max_queued, 1)) {}
+  Stream(Callbacks cb, size_t max_queued)
+      : cb_(std::move(cb)), max_(std::max<size_t>(max_queued, 1)) {}
 
   void begin(const std::shared_ptr<grpc::Channel>& channel, const std::string& token,
              const Key& hello, std::shared_ptr<Stream> self) {

@@ -37,7 +37,8 @@ Result<ControlUrl> parseControlUrl(const std::string& url) {
     if (rest.substr(slash) != "/") return bad("paths are not supported");
     rest = rest.substr(0, slash);
   }
-  if (rest.find('@') != std::string::npos) return bad("credentials in the URL are not supported; use --token-file");
+  if (rest.find('@') != std::string::npos)
+    return bad("credentials in the URL are not supported; use --token-file");
   std::string host = rest;
   if (!rest.empty() && rest.front() == '[') {
     size_t close = rest.find(']');

@@ -17,7 +17,9 @@ namespace {
 
 constexpr size_t kMaxBannerMessage = 4096;
 
-Response jsonResponse(int status, const json& j) { return Response::json(status, j.dump(2) + "\n"); }
+Response jsonResponse(int status, const json& j) {
+  return Response::json(status, j.dump(2) + "\n");
+}
 
 bool authorized(const ServiceContext& ctx, const Request& req) {
   const std::string* h = req.header("Authorization");
@@ -29,7 +31,8 @@ bool authorized(const ServiceContext& ctx, const Request& req) {
 }
 
 Response unauthorized() {
-  auto r = Response::error(401, "missing or wrong admin token (Authorization: Bearer <admin_token>)");
+  auto r =
+      Response::error(401, "missing or wrong admin token (Authorization: Bearer <admin_token>)");
   r.setHeader("WWW-Authenticate", "Bearer");
   return r;
 }
@@ -52,7 +55,8 @@ http::Router::SyncHandler admin(ServiceContext& ctx, http::Router::SyncHandler h
 
 json bannerJson(const std::optional<Banner>& b) {
   if (!b) return {{"enabled", false}, {"message", ""}, {"background_color", ""}};
-  return {{"enabled", b->enabled}, {"message", b->message}, {"background_color", b->background_color}};
+  return {
+      {"enabled", b->enabled}, {"message", b->message}, {"background_color", b->background_color}};
 }
 
 }  // namespace
@@ -86,41 +90,42 @@ http::Router makeAdminRouter(ServiceContext& ctx) {
   r.addSync("GET", "/api/v1/agents/{name}/logs", admin(ctx, [&ctx](Request& req) {
               auto a = ctx.store->findAgent(req.params["name"]);
               if (!a) return Response::error(404, "no agent named \"" + req.params["name"] + "\"");
-              json view = ctx.store->agentView(*a, intParam(req, "after", 0),
-                                               intParam(req, "limit", -1));
+              json view =
+                  ctx.store->agentView(*a, intParam(req, "after", 0), intParam(req, "limit", -1));
               return jsonResponse(200, {{"logs", view["logs"]},
                                         {"logs_length", view["logs_length"]},
                                         {"logs_overflowed", view["logs_overflowed"]}});
             }));
-  r.addSync("POST", "/api/v1/agents/{name}/shutdown", admin(ctx, [&ctx](Request& req) {
-              auto a = ctx.store->findAgent(req.params["name"]);
-              if (!a) return Response::error(404, "no agent named \"" + req.params["name"] + "\"");
-              std::string reason = "requested by the control server";
-              if (!req.body.empty()) {
-                json body = json::parse(req.body, nullptr, false);
-                if (body.is_discarded() || !body.is_object()) {
-                  return Response::error(400, "body must be a JSON object like {\"reason\": \"...\"}");
-                }
-                if (body.contains("reason") && body["reason"].is_string()) {
-                  reason = body["reason"].get<std::string>();
-                }
-              }
-              agent::v1::ServerEvent ev;
-              ev.mutable_shutdown_requested()->set_reason(reason);
-              size_t n = ctx.hub->sendEvent(a->id, ev);
-              ctx.log->info("shutdown of agent {} requested ({} stream(s) reached)", a->name, n);
-              return jsonResponse(n > 0 ? 202 : 409,
-                                  {{"delivered", n > 0},
-                                   {"error", n > 0 ? "" : "agent is not connected"}});
-            }));
+  r.addSync(
+      "POST", "/api/v1/agents/{name}/shutdown", admin(ctx, [&ctx](Request& req) {
+        auto a = ctx.store->findAgent(req.params["name"]);
+        if (!a) return Response::error(404, "no agent named \"" + req.params["name"] + "\"");
+        std::string reason = "requested by the control server";
+        if (!req.body.empty()) {
+          json body = json::parse(req.body, nullptr, false);
+          if (body.is_discarded() || !body.is_object()) {
+            return Response::error(400, "body must be a JSON object like {\"reason\": \"...\"}");
+          }
+          if (body.contains("reason") && body["reason"].is_string()) {
+            reason = body["reason"].get<std::string>();
+          }
+        }
+        agent::v1::ServerEvent ev;
+        ev.mutable_shutdown_requested()->set_reason(reason);
+        size_t n = ctx.hub->sendEvent(a->id, ev);
+        ctx.log->info("shutdown of agent {} requested ({} stream(s) reached)", a->name, n);
+        return jsonResponse(n > 0 ? 202 : 409, {{"delivered", n > 0},
+                                                {"error", n > 0 ? "" : "agent is not connected"}});
+      }));
   r.addSync("GET", "/api/v1/banner", admin(ctx, [&ctx](Request&) {
               return jsonResponse(200, bannerJson(ctx.store->banner()));
             }));
   r.addSync("PUT", "/api/v1/banner", admin(ctx, [&ctx](Request& req) {
               json body = json::parse(req.body, nullptr, false);
               if (body.is_discarded() || !body.is_object()) {
-                return Response::error(400, "body must be a JSON object: {\"enabled\": true, "
-                                            "\"message\": \"...\", \"background_color\": \"#rrggbb\"}");
+                return Response::error(400,
+                                       "body must be a JSON object: {\"enabled\": true, "
+                                       "\"message\": \"...\", \"background_color\": \"#rrggbb\"}");
               }
               for (const auto& [k, v] : body.items()) {
                 if (k != "enabled" && k != "message" && k != "background_color") {
@@ -129,11 +134,13 @@ http::Router makeAdminRouter(ServiceContext& ctx) {
               }
               Banner b = ctx.store->banner().value_or(Banner{});
               if (body.contains("enabled")) {
-                if (!body["enabled"].is_boolean()) return Response::error(400, "enabled must be true or false");
+                if (!body["enabled"].is_boolean())
+                  return Response::error(400, "enabled must be true or false");
                 b.enabled = body["enabled"].get<bool>();
               }
               if (body.contains("message")) {
-                if (!body["message"].is_string()) return Response::error(400, "message must be a string");
+                if (!body["message"].is_string())
+                  return Response::error(400, "message must be a string");
                 b.message = body["message"].get<std::string>();
                 if (b.message.size() > kMaxBannerMessage) {
                   return Response::error(400, "message is longer than 4096 bytes");

@@ -26,13 +26,18 @@ SystemTime toSystemTime(const google::protobuf::Timestamp& ts) {
   return fromUnixNanos(TimeUtil::TimestampToNanoseconds(ts));
 }
 
-SystemTime now() { return std::chrono::system_clock::now(); }
+SystemTime now() {
+  return std::chrono::system_clock::now();
+}
 
-class EventStream final : public QueuedWriteReactor<v1::ServerEvent, grpc::ServerWriteReactor<v1::ServerEvent>>,
-                          public EventSink {
+class EventStream final
+    : public QueuedWriteReactor<v1::ServerEvent, grpc::ServerWriteReactor<v1::ServerEvent>>,
+      public EventSink {
  public:
   EventStream(ServiceContext& ctx, std::string agent_id, std::string agent_name)
-      : QueuedWriteReactor(kMaxEventQueue), ctx_(ctx), agent_id_(std::move(agent_id)),
+      : QueuedWriteReactor(kMaxEventQueue),
+        ctx_(ctx),
+        agent_id_(std::move(agent_id)),
         agent_name_(std::move(agent_name)) {}
 
   void start(std::shared_ptr<EventStream> self) {
@@ -116,8 +121,7 @@ class AgentService final : public v1::Agent::CallbackService {
   }
 
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* call,
-                                        const v1::GetManifestRequest*,
-                                        v1::Manifest* out) override {
+                                        const v1::GetManifestRequest*, v1::Manifest* out) override {
     return unary(call, "GetManifest", [&](const Principal& who) {
       const AgentConfig* ac = configOf(who);
       if (ac == nullptr) return Status(StatusCode::NOT_FOUND, "agent is no longer configured");
@@ -189,10 +193,10 @@ class AgentService final : public v1::Agent::CallbackService {
                           md.key());
           continue;
         }
-        SystemTime at = md.result().has_collected_at() ? toSystemTime(md.result().collected_at())
-                                                       : now();
-        ctx_.store->upsertMetadata(who.agent_id, md.key(), md.result().value(),
-                                   md.result().error(), at);
+        SystemTime at =
+            md.result().has_collected_at() ? toSystemTime(md.result().collected_at()) : now();
+        ctx_.store->upsertMetadata(who.agent_id, md.key(), md.result().value(), md.result().error(),
+                                   at);
       }
       return Status::OK;
     });
@@ -273,9 +277,9 @@ class AgentService final : public v1::Agent::CallbackService {
     });
   }
 
-  grpc::ServerUnaryReactor* GetAnnouncementBanners(grpc::CallbackServerContext* call,
-                                                   const v1::GetAnnouncementBannersRequest*,
-                                                   v1::GetAnnouncementBannersResponse* out) override {
+  grpc::ServerUnaryReactor* GetAnnouncementBanners(
+      grpc::CallbackServerContext* call, const v1::GetAnnouncementBannersRequest*,
+      v1::GetAnnouncementBannersResponse* out) override {
     return unary(call, "GetAnnouncementBanners", [&](const Principal&) {
       if (auto b = ctx_.store->banner()) {
         auto* pb = out->add_announcement_banners();

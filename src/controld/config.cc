@@ -28,15 +28,23 @@ struct ConfigError {
 
 std::string typeName(const json& j) {
   switch (j.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "an unsupported value";
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -56,8 +64,8 @@ std::string join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
 }
 
-std::string getString(const json& o, const std::string& path, const std::string& key,
-                      bool required, const std::string& def = "") {
+std::string getString(const json& o, const std::string& path, const std::string& key, bool required,
+                      const std::string& def = "") {
   auto it = o.find(key);
   if (it == o.end()) {
     if (required) fail(join(path, key), "is required");
@@ -78,8 +86,8 @@ uint64_t getUint(const json& o, const std::string& path, const std::string& key,
                  uint64_t max) {
   auto it = o.find(key);
   if (it == o.end()) return def;
-  if (!it->is_number_integer() || (it->is_number_integer() && it->get<int64_t>() < 0 &&
-                                   !it->is_number_unsigned())) {
+  if (!it->is_number_integer() ||
+      (it->is_number_integer() && it->get<int64_t>() < 0 && !it->is_number_unsigned())) {
     fail(join(path, key), "must be a non-negative integer, not " + typeName(*it));
   }
   uint64_t v = it->get<uint64_t>();
@@ -159,8 +167,9 @@ void parseRelayMap(const json& j, const std::string& path, overlay::v1::RelayMap
           std::string url = getString((*nodes)[k], np, "url", false);
           if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 &&
               url.rfind("unix:", 0) != 0) {
-            fail(join(np, "url"), "must start with http://, https:// or unix: (or be empty for "
-                                  "this server)");
+            fail(join(np, "url"),
+                 "must start with http://, https:// or unix: (or be empty for "
+                 "this server)");
           }
           node->set_url(url);
         }
@@ -316,11 +325,14 @@ Config parseRoot(const json& root) {
       checkObject((*users)[i], up, {"name", "token"});
       UserConfig u;
       u.name = getString((*users)[i], up, "name", true);
-      if (!validName(u.name)) fail(join(up, "name"), "must be 1-64 letters, digits, '-', '_' or '.'");
-      if (!user_names.insert(u.name).second) fail(join(up, "name"), "duplicates user \"" + u.name + "\"");
+      if (!validName(u.name))
+        fail(join(up, "name"), "must be 1-64 letters, digits, '-', '_' or '.'");
+      if (!user_names.insert(u.name).second)
+        fail(join(up, "name"), "duplicates user \"" + u.name + "\"");
       u.token = getString((*users)[i], up, "token", true);
       checkToken(u.token, join(up, "token"));
-      if (!tokens.insert(u.token).second) fail(join(up, "token"), "is already used by another identity");
+      if (!tokens.insert(u.token).second)
+        fail(join(up, "token"), "is already used by another identity");
       c.users.push_back(std::move(u));
     }
   }
@@ -330,21 +342,25 @@ Config parseRoot(const json& root) {
       std::string ap = "agents[" + std::to_string(i) + "]";
       const json& a = (*agents)[i];
       checkObject(a, ap,
-                  {"name", "token", "allowed_users", "owner", "workspace_name",
-                   "log_budget_bytes", "manifest"});
+                  {"name", "token", "allowed_users", "owner", "workspace_name", "log_budget_bytes",
+                   "manifest"});
       AgentConfig ac;
       ac.name = getString(a, ap, "name", true);
-      if (!validName(ac.name)) fail(join(ap, "name"), "must be 1-64 letters, digits, '-', '_' or '.'");
-      if (!agent_names.insert(ac.name).second) fail(join(ap, "name"), "duplicates agent \"" + ac.name + "\"");
+      if (!validName(ac.name))
+        fail(join(ap, "name"), "must be 1-64 letters, digits, '-', '_' or '.'");
+      if (!agent_names.insert(ac.name).second)
+        fail(join(ap, "name"), "duplicates agent \"" + ac.name + "\"");
       ac.token = getString(a, ap, "token", true);
       checkToken(ac.token, join(ap, "token"));
-      if (!tokens.insert(ac.token).second) fail(join(ap, "token"), "is already used by another identity");
+      if (!tokens.insert(ac.token).second)
+        fail(join(ap, "token"), "is already used by another identity");
       if (const json* allowed = getArray(a, ap, "allowed_users")) {
         for (size_t k = 0; k < allowed->size(); ++k) {
           std::string kp = ap + ".allowed_users[" + std::to_string(k) + "]";
           if (!(*allowed)[k].is_string()) fail(kp, "must be a string");
           std::string name = (*allowed)[k].get<std::string>();
-          if (user_names.count(name) == 0) fail(kp, "names user \"" + name + "\", which is not in users");
+          if (user_names.count(name) == 0)
+            fail(kp, "names user \"" + name + "\", which is not in users");
           ac.allowed_users.push_back(name);
         }
       }
@@ -422,54 +438,53 @@ Result<Config> loadConfig(const std::string& path) {
 }
 
 std::string exampleConfig() {
-  json j = {
-      {"admin_token", randomToken()},
-      {"users", json::array({{{"name", "alice"}, {"token", randomToken()}}})},
-      {"log_budget_bytes", 1048576},
-      {"stats_report_interval_seconds", 60},
-      {"banner", {{"enabled", true}, {"message", "Welcome to the example workspace."},
-                  {"background_color", "#004488"}}},
-      {"agents",
-       json::array({{
-           {"name", "dev"},
-           {"token", randomToken()},
-           {"allowed_users", json::array({"alice"})},
-           {"manifest",
-            {{"directory", "~"},
-             {"environment_variables", {{"EDITOR", "vi"}, {"WORKSPACE_HOME", "$HOME"}}},
-             {"motd_path", "/etc/motd"},
-             {"scripts",
-              json::array({{{"display_name", "setup"},
-                            {"script", "echo \"setting up $(hostname)\"; mkdir -p ~/.cache"},
-                            {"run_on_start", true},
-                            {"start_blocks_login", true},
-                            {"timeout_seconds", 300}},
-                           {{"display_name", "save-state"},
-                            {"script", "echo \"saving state\""},
-                            {"run_on_stop", true},
-                            {"timeout_seconds", 60}},
-                           {{"display_name", "heartbeat"},
-                            {"script", "date -u +%FT%TZ"},
-                            {"cron", "0 */5 * * * *"}}})},
-             {"metadata",
-              json::array({{{"key", "load"},
-                            {"display_name", "Load average"},
-                            {"script", "cut -d' ' -f1-3 /proc/loadavg"},
-                            {"interval_seconds", 10},
-                            {"timeout_seconds", 5}},
-                           {{"key", "disk"},
-                            {"display_name", "Home disk usage"},
-                            {"script", "df -h ~ | tail -1 | awk '{print $5}'"},
-                            {"interval_seconds", 60}}})},
-             {"apps",
-              json::array({{{"slug", "metrics"},
-                            {"display_name", "Agent metrics"},
-                            {"url", "http://127.0.0.1:2112/metrics"},
-                            {"healthcheck",
-                             {{"url", "http://127.0.0.1:2112/metrics"},
-                              {"interval_seconds", 5},
-                              {"threshold", 3}}}}})}}},
-       }})}};
+  json j = {{"admin_token", randomToken()},
+            {"users", json::array({{{"name", "alice"}, {"token", randomToken()}}})},
+            {"log_budget_bytes", 1048576},
+            {"stats_report_interval_seconds", 60},
+            {"banner",
+             {{"enabled", true},
+              {"message", "Welcome to the example workspace."},
+              {"background_color", "#004488"}}},
+            {"agents",
+             json::array({{
+                 {"name", "dev"},
+                 {"token", randomToken()},
+                 {"allowed_users", json::array({"alice"})},
+                 {"manifest",
+                  {{"directory", "~"},
+                   {"environment_variables", {{"EDITOR", "vi"}, {"WORKSPACE_HOME", "$HOME"}}},
+                   {"motd_path", "/etc/motd"},
+                   {"scripts",
+                    json::array({{{"display_name", "setup"},
+                                  {"script", "echo \"setting up $(hostname)\"; mkdir -p ~/.cache"},
+                                  {"run_on_start", true},
+                                  {"start_blocks_login", true},
+                                  {"timeout_seconds", 300}},
+                                 {{"display_name", "save-state"},
+                                  {"script", "echo \"saving state\""},
+                                  {"run_on_stop", true},
+                                  {"timeout_seconds", 60}},
+                                 {{"display_name", "heartbeat"},
+                                  {"script", "date -u +%FT%TZ"},
+                                  {"cron", "0 */5 * * * *"}}})},
+                   {"metadata", json::array({{{"key", "load"},
+                                              {"display_name", "Load average"},
+                                              {"script", "cut -d' ' -f1-3 /proc/loadavg"},
+                                              {"interval_seconds", 10},
+                                              {"timeout_seconds", 5}},
+                                             {{"key", "disk"},
+                                              {"display_name", "Home disk usage"},
+                                              {"script", "df -h ~ | tail -1 | awk '{print $5}'"},
+                                              {"interval_seconds", 60}}})},
+                   {"apps", json::array({{{"slug", "metrics"},
+                                          {"display_name", "Agent metrics"},
+                                          {"url", "http://127.0.0.1:2112/metrics"},
+                                          {"healthcheck",
+                                           {{"url", "http://127.0.0.1:2112/metrics"},
+                                            {"interval_seconds", 5},
+                                            {"threshold", 3}}}}})}}},
+             }})}};
   return j.dump(2) + "\n";
 }
 

@@ -23,8 +23,8 @@ struct AgentConfig {
   std::string name;
   std::string token;
   std::vector<std::string> allowed_users;
-  std::string owner;           // defaults to the first allowed user
-  std::string workspace_name;  // defaults to the agent name
+  std::string owner;              // defaults to the first allowed user
+  std::string workspace_name;     // defaults to the agent name
   uint64_t log_budget_bytes = 0;  // 0: the global default
   // Manifest as configured: agent id, names and addresses are filled in when served.
   agent::v1::Manifest manifest;

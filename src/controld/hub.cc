@@ -397,7 +397,8 @@ std::string Hub::addRelayLocked(RelaySink* sink, const Principal& who, const std
     auto existing = relays_.find(key);
     if (existing != relays_.end() && existing->second != sink) {
       relay_keys_.erase(existing->second);
-      to_close->emplace_back(existing->second->shared_from_this(), "replaced by a newer relay stream");
+      to_close->emplace_back(existing->second->shared_from_this(),
+                             "replaced by a newer relay stream");
     }
     relays_[key] = sink;
     relay_keys_[sink] = RelayBinding{key, id};

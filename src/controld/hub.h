@@ -23,8 +23,8 @@ namespace wsa::controld {
 struct Principal {
   enum class Kind { kAgent, kUser };
   Kind kind = Kind::kUser;
-  std::string name;     // agent or user name
-  std::string agent_id; // agents only
+  std::string name;      // agent or user name
+  std::string agent_id;  // agents only
   bool isAgent() const { return kind == Kind::kAgent; }
 };
 
@@ -151,11 +151,11 @@ class Hub {
   bool shut_down_ = false;
   std::map<std::string, AgentIdentity> agents_;  // by id
   std::map<std::string, std::set<EventSink*>> events_;
-  std::map<std::string, ClientIdentity> clients_;  // issued, by id
+  std::map<std::string, ClientIdentity> clients_;    // issued, by id
   std::map<std::string, std::string> client_users_;  // client id -> user
   std::set<std::string> used_client_v4_;
   std::deque<std::string> client_order_;
-  std::map<std::string, Peer> peers_;                 // coordinating, by peer id
+  std::map<std::string, Peer> peers_;  // coordinating, by peer id
   std::map<CoordinationSink*, std::string> sink_peer_;
   std::set<StreamHandle*> open_;
   std::set<std::pair<std::string, std::string>> tunnels_;  // (client id, agent id)

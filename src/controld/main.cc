@@ -1,11 +1,11 @@
 // controld: the reference control server for wsa agents.
 
-#include "wsa/common/cli_parse.h"
 #include <csignal>
 #include <iostream>
 
 #include "controld/config.h"
 #include "controld/server.h"
+#include "wsa/common/cli_parse.h"
 #include "wsa/common/logging.h"
 #include "wsa/version.h"
 
@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   std::string log_format = "text";
   bool example = false;
   bool check = false;
-  app.add_flag("--example-config", example, "Print a complete working config (fresh tokens) and exit");
+  app.add_flag("--example-config", example,
+               "Print a complete working config (fresh tokens) and exit");
   app.add_option("--config", opts.config_path, "JSON config file (see --example-config)")
       ->envname("WSA_CONTROLD_CONFIG");
   app.add_flag("--check-config", check, "Validate --config and exit");
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", opts.tls_key, "PEM private key for --tls-cert");
   app.add_option("--ready-file", opts.ready_file,
                  "Write {\"grpc\":..., \"http\":..., \"pid\":...} here once listening");
-  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.set_version_flag("--version", WSA_VERSION);
   WSA_CLI_PARSE(app, argc, argv);
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (opts.config_path.empty()) {
-    std::cerr << "controld: --config is required (try: controld --example-config > controld.json)\n";
+    std::cerr
+        << "controld: --config is required (try: controld --example-config > controld.json)\n";
     return 2;
   }
   auto config = controld::loadConfig(opts.config_path);

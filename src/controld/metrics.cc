@@ -66,6 +66,8 @@ void Metrics::syncHub(const HubCounters& c) {
   add("queue_full", c.relay_queue_full, synced_.relay_queue_full);
 }
 
-std::string Metrics::serialize() { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+std::string Metrics::serialize() {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
 
 }  // namespace wsa::controld

@@ -14,7 +14,7 @@ using grpc::StatusCode;
 namespace {
 
 constexpr size_t kMaxCoordinationQueue = 256;
-constexpr size_t kMaxRelayQueue = 256;          // responses; each batches up to kRelayBatch packets
+constexpr size_t kMaxRelayQueue = 256;  // responses; each batches up to kRelayBatch packets
 constexpr int kRelayBatch = 64;
 constexpr int kMaxPacketsPerRequest = 1024;
 constexpr size_t kMaxPayload = 65535;
@@ -30,8 +30,9 @@ Reactor* refused(const Status& s) {
 }
 
 class CoordinateStream final
-    : public QueuedWriteReactor<ov::CoordinateResponse,
-                                grpc::ServerBidiReactor<ov::CoordinateRequest, ov::CoordinateResponse>>,
+    : public QueuedWriteReactor<
+          ov::CoordinateResponse,
+          grpc::ServerBidiReactor<ov::CoordinateRequest, ov::CoordinateResponse>>,
       public CoordinationSink {
  public:
   CoordinateStream(ServiceContext& ctx, Principal who)
@@ -154,8 +155,8 @@ class RelayStream final
     }
     if (!bound_) {
       if (request_.hello_key().empty()) {
-        finishAfterWrites(Status(StatusCode::INVALID_ARGUMENT,
-                                 "the first relay message must carry hello_key"));
+        finishAfterWrites(
+            Status(StatusCode::INVALID_ARGUMENT, "the first relay message must carry hello_key"));
         return;
       }
       std::string err = ctx_.hub->addRelay(this, who_, request_.hello_key());
@@ -167,7 +168,8 @@ class RelayStream final
       enqueue(ov::RelayResponse());  // acknowledges the hello
     }
     if (request_.packets_size() > kMaxPacketsPerRequest) {
-      finishAfterWrites(Status(StatusCode::INVALID_ARGUMENT, "more than 1024 packets in one message"));
+      finishAfterWrites(
+          Status(StatusCode::INVALID_ARGUMENT, "more than 1024 packets in one message"));
       return;
     }
     for (const auto& p : request_.packets()) {
@@ -254,9 +256,9 @@ class OverlayService final : public ov::Overlay::CallbackService {
       const AgentIdentity* agent = ctx_.hub->findAgentByName(req->agent_name());
       // Unknown and forbidden look the same, so tokens cannot probe for agent names.
       if (agent == nullptr || !Hub::userMayReach(*agent, auth.who->name)) {
-        status = Status(StatusCode::NOT_FOUND, "no agent \"" + req->agent_name() +
-                                                   "\" that user \"" + auth.who->name +
-                                                   "\" may reach");
+        status =
+            Status(StatusCode::NOT_FOUND, "no agent \"" + req->agent_name() + "\" that user \"" +
+                                              auth.who->name + "\" may reach");
       } else {
         auto client = ctx_.hub->issueClient(auth.who->name);
         out->set_agent_id(agent->id);

@@ -69,7 +69,8 @@ class QueuedWriteReactor : public Base {
         if (!finished_) {
           finished_ = true;
           finishing_ = true;
-          finish = finish_status_.value_or(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+          finish =
+              finish_status_.value_or(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
         }
       } else if (!queue_.empty()) {
         next = &queue_.front();

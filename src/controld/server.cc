@@ -67,7 +67,8 @@ void Controld::Impl::stopGrpc() {
   }
   if (ctx.inflight > 0 || (hub && hub->openStreamCount() > 0)) {
     log->warn("{} call(s) and {} stream(s) still open after {} ms; cancelling them",
-              ctx.inflight.load(), hub ? hub->openStreamCount() : 0, options.shutdown_grace.count());
+              ctx.inflight.load(), hub ? hub->openStreamCount() : 0,
+              options.shutdown_grace.count());
   }
   if (grpc_server) {
     grpc_server->Shutdown(std::chrono::system_clock::now());
@@ -165,9 +166,9 @@ Status Controld::Impl::start() {
   if (!bound) return makeError("--http-listen: " + bound.error());
   http_address = *bound;
 
-  log->info("serving gRPC on {}{} and HTTP on {}; {} agent(s), {} user(s) configured",
-            grpc_address, options.tls_cert.empty() ? "" : " (TLS)", http_address,
-            config.agents.size(), config.users.size());
+  log->info("serving gRPC on {}{} and HTTP on {}; {} agent(s), {} user(s) configured", grpc_address,
+            options.tls_cert.empty() ? "" : " (TLS)", http_address, config.agents.size(),
+            config.users.size());
   if (!options.ready_file.empty()) {
     nlohmann::json ready = {{"grpc", grpc_address}, {"http", http_address}, {"pid", ::getpid()}};
     auto st = writeFileAtomic(options.ready_file, ready.dump() + "\n");

@@ -15,11 +15,11 @@ struct ControldOptions {
   std::string config_path;
   std::string grpc_listen = "127.0.0.1:7070";
   std::string http_listen = "127.0.0.1:7080";
-  std::string db_path;       // default: <data_dir>/controld.db
-  std::string data_dir;      // default: see defaultDataDir()
-  std::string tls_cert;      // PEM; with tls_key, gRPC is served over TLS
+  std::string db_path;   // default: <data_dir>/controld.db
+  std::string data_dir;  // default: see defaultDataDir()
+  std::string tls_cert;  // PEM; with tls_key, gRPC is served over TLS
   std::string tls_key;
-  std::string ready_file;    // written (JSON) once both listeners are up
+  std::string ready_file;  // written (JSON) once both listeners are up
   std::chrono::milliseconds shutdown_grace{5000};
 };
 

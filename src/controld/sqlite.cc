@@ -9,7 +9,9 @@ Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   }
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::~Statement() {
+  sqlite3_finalize(stmt_);
+}
 
 Statement& Statement::bind(int index, int64_t value) {
   sqlite3_bind_int64(stmt_, index, value);
@@ -33,8 +35,12 @@ bool Statement::step() {
   throw SqliteError(std::string("step \"") + sqlite3_sql(stmt_) + "\": " + sqlite3_errmsg(db_));
 }
 
-int64_t Statement::columnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
-double Statement::columnDouble(int i) const { return sqlite3_column_double(stmt_, i); }
+int64_t Statement::columnInt(int i) const {
+  return sqlite3_column_int64(stmt_, i);
+}
+double Statement::columnDouble(int i) const {
+  return sqlite3_column_double(stmt_, i);
+}
 
 std::string Statement::columnText(int i) const {
   const auto* p = sqlite3_column_text(stmt_, i);
@@ -43,7 +49,9 @@ std::string Statement::columnText(int i) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
 }
 
-bool Statement::columnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+bool Statement::columnIsNull(int i) const {
+  return sqlite3_column_type(stmt_, i) == SQLITE_NULL;
+}
 
 void Statement::reset() {
   sqlite3_reset(stmt_);
@@ -62,7 +70,9 @@ Database::Database(const std::string& path) {
   sqlite3_busy_timeout(db_, 5000);
 }
 
-Database::~Database() { sqlite3_close(db_); }
+Database::~Database() {
+  sqlite3_close(db_);
+}
 
 void Database::exec(std::string_view sql) {
   char* err = nullptr;

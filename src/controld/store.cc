@@ -22,8 +22,12 @@ namespace {
 constexpr int kSchemaVersion = 1;
 constexpr size_t kMaxMetadataBytes = 16 * 1024;
 
-int64_t nanos(SystemTime t) { return toUnixNanos(t); }
-int64_t nanos(const google::protobuf::Timestamp& ts) { return TimeUtil::TimestampToNanoseconds(ts); }
+int64_t nanos(SystemTime t) {
+  return toUnixNanos(t);
+}
+int64_t nanos(const google::protobuf::Timestamp& ts) {
+  return TimeUtil::TimestampToNanoseconds(ts);
+}
 
 json timeOrNull(Statement& st, int col) {
   if (st.columnIsNull(col)) return nullptr;
@@ -255,8 +259,7 @@ bool Store::appendLifecycle(const std::string& agent_id, v1::LifecycleState stat
 void Store::setStartup(const std::string& agent_id, const v1::Startup& startup, SystemTime at) {
   json subsystems = json::array();
   for (int s : startup.subsystems()) {
-    subsystems.push_back(
-        enumName(v1::Subsystem_Name(static_cast<v1::Subsystem>(s)), "SUBSYSTEM_"));
+    subsystems.push_back(enumName(v1::Subsystem_Name(static_cast<v1::Subsystem>(s)), "SUBSYSTEM_"));
   }
   std::lock_guard lock(mu_);
   db_->prepare(
@@ -449,18 +452,19 @@ json Store::agentSummary(const AgentRecord& agent) {
   json j;
   j["id"] = agent.id;
   j["name"] = agent.name;
-  auto st = db_->prepare(
-      "SELECT connected, last_connected_at, disconnected_at FROM agents WHERE id = ?");
+  auto st =
+      db_->prepare("SELECT connected, last_connected_at, disconnected_at FROM agents WHERE id = ?");
   st.bind(1, agent.id);
   if (st.step()) {
     j["connected"] = st.columnInt(0) != 0;
     j["last_connected_at"] = timeOrNull(st, 1);
     j["disconnected_at"] = timeOrNull(st, 2);
   }
-  auto lc = db_->prepare("SELECT state FROM lifecycle WHERE agent_id = ? ORDER BY seq DESC LIMIT 1");
+  auto lc =
+      db_->prepare("SELECT state FROM lifecycle WHERE agent_id = ? ORDER BY seq DESC LIMIT 1");
   lc.bind(1, agent.id);
-  j["lifecycle_state"] = lc.step() ? json(lifecycleName(static_cast<int>(lc.columnInt(0))))
-                                   : json("created");
+  j["lifecycle_state"] =
+      lc.step() ? json(lifecycleName(static_cast<int>(lc.columnInt(0)))) : json("created");
   return j;
 }
 
@@ -521,7 +525,8 @@ json Store::agentView(const AgentRecord& agent, int64_t logs_after, int64_t logs
   j["metadata"] = metadata;
 
   json health = json::object();
-  auto ah = db_->prepare("SELECT app_id, health FROM app_health WHERE agent_id = ? ORDER BY app_id");
+  auto ah =
+      db_->prepare("SELECT app_id, health FROM app_health WHERE agent_id = ? ORDER BY app_id");
   ah.bind(1, agent.id);
   while (ah.step()) health[ah.columnText(0)] = appHealthName(static_cast<int>(ah.columnInt(1)));
   j["app_health"] = health;

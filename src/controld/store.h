@@ -2,12 +2,11 @@
 // Persistent state of controld: what agents reported, in an embedded SQLite database. All
 // methods are thread-safe (one mutex; SQLite in WAL mode). Failures throw SqliteError.
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,9 +62,8 @@ class Store {
   bool appendLifecycle(const std::string& agent_id, agent::v1::LifecycleState state,
                        SystemTime changed_at, SystemTime received_at);
   void setStartup(const std::string& agent_id, const agent::v1::Startup& startup, SystemTime at);
-  void upsertMetadata(const std::string& agent_id, const std::string& key,
-                      const std::string& value, const std::string& error,
-                      SystemTime collected_at);
+  void upsertMetadata(const std::string& agent_id, const std::string& key, const std::string& value,
+                      const std::string& error, SystemTime collected_at);
   void setAppHealth(const std::string& agent_id, const std::string& app_id, int health,
                     SystemTime at);
   // Stores new lines of a batch unless that would exceed budget_bytes (then nothing is stored
@@ -73,8 +71,7 @@ class Store {
   // already stored for (instance, source) are skipped.
   LogBatchResult appendLogs(const std::string& agent_id,
                             const agent::v1::BatchCreateLogsRequest& request,
-                            const std::string& source_name, uint64_t budget_bytes,
-                            SystemTime now);
+                            const std::string& source_name, uint64_t budget_bytes, SystemTime now);
   void setStats(const std::string& agent_id, const std::string& stats_json, SystemTime at);
   void addScriptTiming(const std::string& agent_id, const agent::v1::Timing& timing);
   void addConnection(const std::string& agent_id, const agent::v1::Connection& connection);

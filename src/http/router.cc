@@ -59,8 +59,8 @@ void Router::dispatch(Request& request, Responder respond) const {
   std::string allowed;
   for (const auto& route : routes_) {
     if (!match(route, path, nullptr)) continue;
-    bool method_ok = route.method == request.method ||
-                     (request.method == "HEAD" && route.method == "GET");
+    bool method_ok =
+        route.method == request.method || (request.method == "HEAD" && route.method == "GET");
     if (!method_ok) {
       if (!allowed.empty()) allowed += ", ";
       allowed += route.method;

@@ -45,7 +45,9 @@ class Connection;
 class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
  public:
   Impl(asio::io_context& io, Router router, ServerOptions options)
-      : io_(io), router_(std::move(router)), options_(std::move(options)),
+      : io_(io),
+        router_(std::move(router)),
+        options_(std::move(options)),
         log_(logging::get("http")) {}
 
   void accept(net::ByteStreamPtr stream);
@@ -64,7 +66,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Server::Impl> server, net::ByteStreamPtr stream)
-      : server_(std::move(server)), stream_(std::move(stream)), timer_(server_->io_),
+      : server_(std::move(server)),
+        stream_(std::move(stream)),
+        timer_(server_->io_),
         parser_(server_->options_.limits) {}
 
   void start() {
@@ -96,10 +100,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void read() {
-    stream_->asyncReadSome(buf_, sizeof(buf_),
-                           [self = shared_from_this()](std::error_code ec, size_t n) {
-                             self->onRead(ec, n);
-                           });
+    stream_->asyncReadSome(
+        buf_, sizeof(buf_),
+        [self = shared_from_this()](std::error_code ec, size_t n) { self->onRead(ec, n); });
   }
 
   void onRead(std::error_code ec, size_t n) {
@@ -173,10 +176,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_) return;
     out_ = std::move(data);
     armTimer(server_->options_.write_timeout);
-    stream_->asyncWrite(out_.data(), out_.size(),
-                        [self = shared_from_this()](std::error_code ec, size_t) {
-                          self->onWritten(ec);
-                        });
+    stream_->asyncWrite(
+        out_.data(), out_.size(),
+        [self = shared_from_this()](std::error_code ec, size_t) { self->onWritten(ec); });
   }
 
   void onWritten(std::error_code ec) {
@@ -227,7 +229,9 @@ void Server::Impl::remove(Connection* c) {
 Server::Server(asio::io_context& io, Router router, ServerOptions options)
     : impl_(std::make_shared<Impl>(io, std::move(router), std::move(options))) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Result<std::string> Server::listen(const std::string& address) {
   std::weak_ptr<Impl> weak = impl_;
@@ -257,6 +261,8 @@ void Server::stop() {
   impl_->connection_count_ = 0;
 }
 
-size_t Server::connectionCount() const { return impl_->connection_count_; }
+size_t Server::connectionCount() const {
+  return impl_->connection_count_;
+}
 
 }  // namespace wsa::http

@@ -17,7 +17,10 @@ namespace wsa::net {
 class Listener::Impl : public std::enable_shared_from_this<Listener::Impl> {
  public:
   Impl(asio::io_context& io, Handlers h, Options o)
-      : io_(io), handlers_(std::move(h)), options_(std::move(o)), retry_(io),
+      : io_(io),
+        handlers_(std::move(h)),
+        options_(std::move(o)),
+        retry_(io),
         log_(logging::get("net")) {}
 
   template <typename Acceptor>
@@ -82,8 +85,12 @@ class Listener::Impl : public std::enable_shared_from_this<Listener::Impl> {
 };
 
 Listener::Listener(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Listener::~Listener() { close(); }
-const std::string& Listener::address() const { return impl_->address_; }
+Listener::~Listener() {
+  close();
+}
+const std::string& Listener::address() const {
+  return impl_->address_;
+}
 void Listener::close() {
   if (impl_) impl_->close();
 }

@@ -41,31 +41,32 @@ class Splice : public std::enable_shared_from_this<Splice> {
   void pump(int from) {
     auto self = shared_from_this();
     Side& s = side_[from];
-    s.stream->asyncReadSome(s.buf.data(), s.buf.size(), [this, self, from](std::error_code ec,
-                                                                            size_t n) {
-      if (finished_) return;
-      Side& src = side_[from];
-      Side& dst = side_[1 - from];
-      if (ec == asio::error::eof) {
-        dst.stream->shutdownWrite();
-        src.ended = true;
-        if (side_[0].ended && side_[1].ended) finish({});
-        return;
-      }
-      if (ec) {
-        finish(ec);
-        return;
-      }
-      dst.stream->asyncWrite(src.buf.data(), n, [this, self, from](std::error_code wec, size_t w) {
-        if (finished_) return;
-        (from == 0 ? result_.a_to_b : result_.b_to_a) += w;
-        if (wec) {
-          finish(wec);
-          return;
-        }
-        pump(from);
-      });
-    });
+    s.stream->asyncReadSome(
+        s.buf.data(), s.buf.size(), [this, self, from](std::error_code ec, size_t n) {
+          if (finished_) return;
+          Side& src = side_[from];
+          Side& dst = side_[1 - from];
+          if (ec == asio::error::eof) {
+            dst.stream->shutdownWrite();
+            src.ended = true;
+            if (side_[0].ended && side_[1].ended) finish({});
+            return;
+          }
+          if (ec) {
+            finish(ec);
+            return;
+          }
+          dst.stream->asyncWrite(src.buf.data(), n,
+                                 [this, self, from](std::error_code wec, size_t w) {
+                                   if (finished_) return;
+                                   (from == 0 ? result_.a_to_b : result_.b_to_a) += w;
+                                   if (wec) {
+                                     finish(wec);
+                                     return;
+                                   }
+                                   pump(from);
+                                 });
+        });
   }
 
   void finish(std::error_code ec) {

@@ -58,8 +58,7 @@ class LocalForwarder::Impl : public std::enable_shared_from_this<LocalForwarder:
           connectLocal(a, true, std::move(done));
           return;
         }
-        log_->debug("overlay port {}: nothing listens on the loopback ({})", a->port,
-                    ec.message());
+        log_->debug("overlay port {}: nothing listens on the loopback ({})", a->port, ec.message());
       } else {
         std::error_code ignored;
         a->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -101,27 +100,28 @@ class LocalForwarder::Impl : public std::enable_shared_from_this<LocalForwarder:
     }
     auto a = std::make_shared<Attempt>(io_, nullptr, port);
     std::string key = remote + "|" + std::to_string(port);
-    connectLocal(a, false, [this, self = shared_from_this(), a, key,
-                            admit = std::move(admit)](std::error_code ec) {
-      if (ec) {
-        stats_.refused++;
-        admit(false);
-        return;
-      }
-      // Wait for the overlay side; give the socket up if it never comes.
-      ready_[key] = a;
-      a->timer.expires_after(opts_.connect_timeout);
-      a->timer.async_wait([this, self, key, a](std::error_code tec) {
-        if (tec) return;
-        auto it = ready_.find(key);
-        if (it == ready_.end() || it->second != a) return;
-        ready_.erase(it);
-        stats_.unclaimed++;
-        std::error_code ignored;
-        a->socket.close(ignored);
-      });
-      admit(true);
-    });
+    connectLocal(
+        a, false,
+        [this, self = shared_from_this(), a, key, admit = std::move(admit)](std::error_code ec) {
+          if (ec) {
+            stats_.refused++;
+            admit(false);
+            return;
+          }
+          // Wait for the overlay side; give the socket up if it never comes.
+          ready_[key] = a;
+          a->timer.expires_after(opts_.connect_timeout);
+          a->timer.async_wait([this, self, key, a](std::error_code tec) {
+            if (tec) return;
+            auto it = ready_.find(key);
+            if (it == ready_.end() || it->second != a) return;
+            ready_.erase(it);
+            stats_.unclaimed++;
+            std::error_code ignored;
+            a->socket.close(ignored);
+          });
+          admit(true);
+        });
   }
 
   void forwardClaimed(net::ByteStreamPtr overlay, uint16_t port, const std::string& remote) {
@@ -149,8 +149,7 @@ LocalForwarder::LocalForwarder(asio::io_context& io, Options options)
     : impl_(std::make_shared<Impl>(io, options)) {}
 LocalForwarder::~LocalForwarder() = default;
 
-void LocalForwarder::forward(net::ByteStreamPtr overlay, uint16_t port,
-                             const std::string& remote) {
+void LocalForwarder::forward(net::ByteStreamPtr overlay, uint16_t port, const std::string& remote) {
   // Without a gate-opened connection for (remote, port) this connects afresh.
   impl_->forwardClaimed(std::move(overlay), port, remote);
 }
@@ -160,6 +159,8 @@ void LocalForwarder::gate(uint16_t port, const std::string& remote,
   impl_->gate(port, remote, std::move(admit));
 }
 
-const ForwardStats& LocalForwarder::stats() const { return impl_->stats_; }
+const ForwardStats& LocalForwarder::stats() const {
+  return impl_->stats_;
+}
 
 }  // namespace wsa::netstack

@@ -6,8 +6,8 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -23,8 +23,8 @@
 #include "lwip/sys.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
-#include "wsa_lwip_hooks.h"
 #include "wsa/net/address.h"
+#include "wsa_lwip_hooks.h"
 
 // --- what lwIP needs from its platform ----------------------------------------------------------
 
@@ -36,7 +36,9 @@ u32_t sys_now(void) {
       duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
 }
 
-unsigned int wsa_lwip_rand(void) { return randombytes_random(); }
+unsigned int wsa_lwip_rand(void) {
+  return randombytes_random();
+}
 
 void wsa_lwip_assert(const char* message, const char* file, int line) {
   std::fprintf(stderr, "lwIP assertion failed: %s (%s:%d)\n", message, file, line);
@@ -77,13 +79,20 @@ ip_addr_t ipFromBytes(const uint8_t* bytes, bool v4) {
 
 std::error_code errorFromLwip(err_t err) {
   switch (err) {
-    case ERR_RST: return asio::error::connection_reset;
-    case ERR_ABRT: return asio::error::connection_aborted;
-    case ERR_CLSD: return asio::error::broken_pipe;
-    case ERR_TIMEOUT: return asio::error::timed_out;
-    case ERR_RTE: return asio::error::network_unreachable;
-    case ERR_MEM: return asio::error::no_buffer_space;
-    default: return asio::error::connection_aborted;
+    case ERR_RST:
+      return asio::error::connection_reset;
+    case ERR_ABRT:
+      return asio::error::connection_aborted;
+    case ERR_CLSD:
+      return asio::error::broken_pipe;
+    case ERR_TIMEOUT:
+      return asio::error::timed_out;
+    case ERR_RTE:
+      return asio::error::network_unreachable;
+    case ERR_MEM:
+      return asio::error::no_buffer_space;
+    default:
+      return asio::error::connection_aborted;
   }
 }
 
@@ -134,8 +143,8 @@ class Netstack::Impl {
 
   void input(std::span<const uint8_t> pkt) {
     int version = pkt.empty() ? 0 : pkt[0] >> 4;
-    if (pkt.size() > 0xffff || !((version == 4 && pkt.size() >= 20) ||
-                                 (version == 6 && pkt.size() >= 40))) {
+    if (pkt.size() > 0xffff ||
+        !((version == 4 && pkt.size() >= 20) || (version == 6 && pkt.size() >= 40))) {
       stats_.rx_invalid++;
       return;
     }
@@ -376,8 +385,8 @@ struct Conn {
 
   Netstack::Impl* stack;  // null once the stack is gone
   asio::io_context& io;
-  tcp_pcb* pcb;           // null once closed, reset or aborted
-  std::deque<pbuf*> rx;   // received chains, in order
+  tcp_pcb* pcb;          // null once closed, reset or aborted
+  std::deque<pbuf*> rx;  // received chains, in order
   size_t rx_front_off = 0;
   size_t rx_len = 0;
   bool rx_eof = false;
@@ -666,7 +675,8 @@ void Netstack::Impl::dial(const std::string& address, uint16_t port, Dialed done
   }
   tcp_pcb* pcb = tcp_new_ip_type(IP_GET_TYPE(&addr));
   if (pcb == nullptr) {
-    asio::post(io_, [done = std::move(done)] { done(makeError("out of memory for a TCP connection")); });
+    asio::post(io_,
+               [done = std::move(done)] { done(makeError("out of memory for a TCP connection")); });
     return;
   }
   auto conn = std::make_shared<Conn>(this, pcb);
@@ -760,7 +770,9 @@ Netstack::~Netstack() {
   g_instance = nullptr;
 }
 
-void Netstack::input(std::span<const uint8_t> ip_packet) { impl_->input(ip_packet); }
+void Netstack::input(std::span<const uint8_t> ip_packet) {
+  impl_->input(ip_packet);
+}
 
 Status Netstack::listen(uint16_t port, Accept on_accept) {
   auto it = impl_->listeners_.find(port);
@@ -775,7 +787,9 @@ Status Netstack::listen(uint16_t port, Accept on_accept) {
   return st;
 }
 
-void Netstack::unlisten(uint16_t port) { impl_->closeListener(port); }
+void Netstack::unlisten(uint16_t port) {
+  impl_->closeListener(port);
+}
 
 void Netstack::setForwarder(Accept on_accept, Gate gate) {
   impl_->forwarder_ = std::move(on_accept);
@@ -793,6 +807,8 @@ void Netstack::dial(const std::string& address, uint16_t port, Dialed done) {
   impl_->dial(address, port, std::move(done));
 }
 
-const Stats& Netstack::stats() const { return impl_->stats(); }
+const Stats& Netstack::stats() const {
+  return impl_->stats();
+}
 
 }  // namespace wsa::netstack

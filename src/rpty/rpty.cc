@@ -9,16 +9,16 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/write.hpp>
 #include <deque>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
-#include "wsa/term/screen.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/strings.h"
 #include "wsa/common/uuid.h"
 #include "wsa/net/address.h"
 #include "wsa/net/listener.h"
+#include "wsa/term/screen.h"
 
 namespace wsa::rpty {
 
@@ -52,8 +52,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   void error(const std::string& what) {
     if (hooks_.error) hooks_.error(what);
   }
-  void report(const std::string& id, v1::Connection::Action action, const std::string& ip,
-              int code, const std::string& reason) {
+  void report(const std::string& id, v1::Connection::Action action, const std::string& ip, int code,
+              const std::string& reason) {
     if (!hooks_.report) return;
     v1::ReportConnectionRequest r;
     auto* c = r.mutable_connection();
@@ -98,7 +98,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
       if (auto self = weak.lock()) self->fail("bad_init", "no init frame in time");
     });
     readExactly(2, [this](const std::string& len) {
-      size_t n = static_cast<unsigned char>(len[0]) | (static_cast<size_t>(static_cast<unsigned char>(len[1])) << 8);
+      size_t n = static_cast<unsigned char>(len[0]) |
+                 (static_cast<size_t>(static_cast<unsigned char>(len[1])) << 8);
       if (n == 0 || n > srv_->opts_.max_init_bytes) {
         fail("bad_init", "init frame length " + std::to_string(n) + " is out of range");
         return;
@@ -160,15 +161,17 @@ class Conn : public std::enable_shared_from_this<Conn> {
       return;
     }
     auto self = shared_from_this();
-    stream_->asyncReadSome(tmp_, sizeof(tmp_), [self, n, done = std::move(done)](std::error_code ec, size_t got) mutable {
-      if (self->closed_) return;
-      if (ec) {
-        self->fail("bad_init", "connection closed before the init frame");
-        return;
-      }
-      self->buf_.append(self->tmp_, got);
-      self->readExactly(n, std::move(done));
-    });
+    stream_->asyncReadSome(
+        tmp_, sizeof(tmp_),
+        [self, n, done = std::move(done)](std::error_code ec, size_t got) mutable {
+          if (self->closed_) return;
+          if (ec) {
+            self->fail("bad_init", "connection closed before the init frame");
+            return;
+          }
+          self->buf_.append(self->tmp_, got);
+          self->readExactly(n, std::move(done));
+        });
   }
 
   void onInit(const std::string& body) {
@@ -204,8 +207,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     term::PtySize size;
     if (height != nullptr && height->get<int>() > 0) size.rows = height->get<int>();
     if (width != nullptr && width->get<int>() > 0) size.cols = width->get<int>();
-    bool size_given = height != nullptr && width != nullptr && height->get<int>() > 0 &&
-                      width->get<int>() > 0;
+    bool size_given =
+        height != nullptr && width != nullptr && height->get<int>() > 0 && width->get<int>() > 0;
     timer_->cancel();
     srv_->attach(shared_from_this(), id->get<std::string>(),
                  command != nullptr ? command->get<std::string>() : "", size, size_given);
@@ -266,10 +269,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<Server::Impl> srv, std::string id, term::Child child, term::PtySize size)
-      : srv_(std::move(srv)), id_(std::move(id)), child_(child), master_(srv_->io_, child.master),
+      : srv_(std::move(srv)),
+        id_(std::move(id)),
+        child_(child),
+        master_(srv_->io_, child.master),
         pidfd_(srv_->io_, child.pidfd),
         model_(term::ScreenModel::Options{size.rows, size.cols, srv_->opts_.scrollback_bytes}),
-        idle_(srv_->clock_.createTimer()), kill_timer_(srv_->clock_.createTimer()),
+        idle_(srv_->clock_.createTimer()),
+        kill_timer_(srv_->clock_.createTimer()),
         drain_timer_(srv_->clock_.createTimer()) {}
 
   void start() {
@@ -570,14 +577,18 @@ void Server::Impl::serve(net::ByteStreamPtr stream) {
 Server::Server(asio::io_context& io, Clock& clock, Options options, Hooks hooks)
     : impl_(std::make_shared<Impl>(io, clock, options, std::move(hooks))) {}
 
-Server::~Server() { shutdown(); }
-
-Result<std::string> Server::listen(const std::string& address) {
-  return net::listenStreamsTo(impl_->io_, address, "reconnecting PTY",
-                              std::weak_ptr<Impl>(impl_), impl_->listeners_);
+Server::~Server() {
+  shutdown();
 }
 
-void Server::serve(net::ByteStreamPtr stream) { impl_->serve(std::move(stream)); }
+Result<std::string> Server::listen(const std::string& address) {
+  return net::listenStreamsTo(impl_->io_, address, "reconnecting PTY", std::weak_ptr<Impl>(impl_),
+                              impl_->listeners_);
+}
+
+void Server::serve(net::ByteStreamPtr stream) {
+  impl_->serve(std::move(stream));
+}
 
 void Server::stopAccepting() {
   impl_->stopped_ = true;
@@ -593,7 +604,11 @@ void Server::shutdown() {
   for (auto& c : conns) c->close();
 }
 
-size_t Server::sessions() const { return impl_->sessions_.size(); }
-size_t Server::attached() const { return impl_->attached_; }
+size_t Server::sessions() const {
+  return impl_->sessions_.size();
+}
+size_t Server::attached() const {
+  return impl_->attached_;
+}
 
 }  // namespace wsa::rpty

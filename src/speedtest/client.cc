@@ -86,7 +86,8 @@ Result<Results> runClient(int fd, const Config& config, std::chrono::millisecond
   }
   auto answer = nlohmann::json::parse(in.substr(0, nl), nullptr, false);
   in.erase(0, nl + 1);
-  if (answer.is_discarded() || !answer.is_object()) return makeError("the agent's answer is not JSON");
+  if (answer.is_discarded() || !answer.is_object())
+    return makeError("the agent's answer is not JSON");
   if (answer.contains("error")) {
     return makeError("the agent refused the test: " + answer["error"].get<std::string>());
   }
@@ -95,15 +96,16 @@ Result<Results> runClient(int fd, const Config& config, std::chrono::millisecond
   io.setDeadline(start + config.duration + grace);
 
   if (config.direction == Direction::kUpload) {
-    const std::string frame = frameHeader('D', static_cast<uint32_t>(kBlockSize)) +
-                              std::string(kBlockSize, '\x5a');
+    const std::string frame =
+        frameHeader('D', static_cast<uint32_t>(kBlockSize)) + std::string(kBlockSize, '\x5a');
     while (Steady::now() < start + config.duration) {
       if (auto st = io.writeAll(frame.data(), frame.size()); !st) {
         return makeError("sending: " + st.error());
       }
     }
     std::string end = frameHeader('E', 0);
-    if (auto st = io.writeAll(end.data(), end.size()); !st) return makeError("sending: " + st.error());
+    if (auto st = io.writeAll(end.data(), end.size()); !st)
+      return makeError("sending: " + st.error());
     // The agent's results: one R frame.
     for (;;) {
       if (in.size() >= kFrameHeader) {

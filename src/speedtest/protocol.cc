@@ -63,13 +63,14 @@ double Interval::bitsPerSecond() const {
 std::string resultsToJson(const Results& r) {
   json intervals = json::array();
   auto one = [](const Interval& i) {
-    return json{{"start_s", i.start_s}, {"end_s", i.end_s}, {"bytes", i.bytes},
+    return json{{"start_s", i.start_s},
+                {"end_s", i.end_s},
+                {"bytes", i.bytes},
                 {"bits_per_second", i.bitsPerSecond()}};
   };
   for (const auto& i : r.intervals) intervals.push_back(one(i));
-  json j = {{"direction", directionName(r.direction)},
-            {"intervals", intervals},
-            {"total", one(r.total)}};
+  json j = {
+      {"direction", directionName(r.direction)}, {"intervals", intervals}, {"total", one(r.total)}};
   return j.dump();
 }
 

@@ -2,9 +2,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "wsa/speedtest/speedtest.h"
 #include "wsa/common/logging.h"
 #include "wsa/net/listener.h"
+#include "wsa/speedtest/speedtest.h"
 
 namespace wsa::speedtest {
 
@@ -44,7 +44,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
   Conn(std::shared_ptr<Server::Impl> srv, net::ByteStreamPtr stream)
-      : srv_(std::move(srv)), stream_(std::move(stream)), timer_(srv_->clock_.createTimer()),
+      : srv_(std::move(srv)),
+        stream_(std::move(stream)),
+        timer_(srv_->clock_.createTimer()),
         peer_(stream_->remoteAddress()) {}
 
   void start() {
@@ -102,9 +104,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void reject(const std::string& why) {
     reply_ = nlohmann::json{{"error", why}}.dump() + "\n";
     auto self = shared_from_this();
-    stream_->asyncWrite(reply_.data(), reply_.size(), [self, why](std::error_code, size_t) {
-      self->close("rejected: " + why);
-    });
+    stream_->asyncWrite(reply_.data(), reply_.size(),
+                        [self, why](std::error_code, size_t) { self->close("rejected: " + why); });
   }
 
   void onConfig(std::string rest) {
@@ -114,7 +115,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
       return;
     }
     if (srv_->active_ >= srv_->opts_.max_concurrent) {
-      reject("too many speed tests running (" + std::to_string(srv_->active_) + "); try again later");
+      reject("too many speed tests running (" + std::to_string(srv_->active_) +
+             "); try again later");
       return;
     }
     config_ = *cfg;
@@ -126,23 +128,24 @@ class Conn : public std::enable_shared_from_this<Conn> {
     });
     reply_ = "{\"ok\":true,\"version\":" + std::to_string(kVersion) + "}\n";
     auto self = shared_from_this();
-    stream_->asyncWrite(reply_.data(), reply_.size(), [self, rest = std::move(rest)](std::error_code ec, size_t) {
-      if (self->closed_) return;
-      if (ec) {
-        self->close("write failed: " + ec.message());
-        return;
-      }
-      self->start_ = self->srv_->clock_.now();
-      if (self->config_.direction == Direction::kDownload) {
-        self->deadline_ = self->start_ + self->config_.duration;
-        self->watchPeer();
-        self->sendData();
-      } else {
-        self->meter_ = std::make_unique<Meter>(self->start_);
-        if (!rest.empty()) self->onUpload(rest.data(), rest.size());
-        if (!self->closed_) self->readUpload();
-      }
-    });
+    stream_->asyncWrite(reply_.data(), reply_.size(),
+                        [self, rest = std::move(rest)](std::error_code ec, size_t) {
+                          if (self->closed_) return;
+                          if (ec) {
+                            self->close("write failed: " + ec.message());
+                            return;
+                          }
+                          self->start_ = self->srv_->clock_.now();
+                          if (self->config_.direction == Direction::kDownload) {
+                            self->deadline_ = self->start_ + self->config_.duration;
+                            self->watchPeer();
+                            self->sendData();
+                          } else {
+                            self->meter_ = std::make_unique<Meter>(self->start_);
+                            if (!rest.empty()) self->onUpload(rest.data(), rest.size());
+                            if (!self->closed_) self->readUpload();
+                          }
+                        });
   }
 
   // Download: D frames until the deadline, then E, then close.
@@ -271,14 +274,18 @@ void Server::Impl::serve(net::ByteStreamPtr stream) {
 Server::Server(asio::io_context& io, Clock& clock, ServerOptions options, ServerHooks hooks)
     : impl_(std::make_shared<Impl>(io, clock, options, std::move(hooks))) {}
 
-Server::~Server() { shutdown(); }
+Server::~Server() {
+  shutdown();
+}
 
 Result<std::string> Server::listen(const std::string& address) {
   return net::listenStreamsTo(impl_->io_, address, "speed test", std::weak_ptr<Impl>(impl_),
                               impl_->listeners_);
 }
 
-void Server::serve(net::ByteStreamPtr stream) { impl_->serve(std::move(stream)); }
+void Server::serve(net::ByteStreamPtr stream) {
+  impl_->serve(std::move(stream));
+}
 
 void Server::stopAccepting() {
   impl_->stopped_ = true;
@@ -292,6 +299,8 @@ void Server::shutdown() {
   for (auto& c : conns) c->close("agent shutting down");
 }
 
-size_t Server::active() const { return impl_->active_; }
+size_t Server::active() const {
+  return impl_->active_;
+}
 
 }  // namespace wsa::speedtest

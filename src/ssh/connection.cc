@@ -39,34 +39,49 @@ constexpr int kBlockedFileTransferCode = 65;
 constexpr int kInternalErrorCode = 229;
 constexpr size_t kMaxEnvRequests = 256;
 
-void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void setNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 int signalFromName(const std::string& name) {
   static const std::map<std::string, int> m = {
-      {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"FPE", SIGFPE},   {"HUP", SIGHUP},
-      {"ILL", SIGILL},   {"INT", SIGINT},   {"KILL", SIGKILL}, {"PIPE", SIGPIPE},
-      {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"TERM", SIGTERM}, {"USR1", SIGUSR1},
-      {"USR2", SIGUSR2}};
+      {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"FPE", SIGFPE},   {"HUP", SIGHUP},   {"ILL", SIGILL},
+      {"INT", SIGINT},   {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV},
+      {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}};
   auto it = m.find(name);
   return it == m.end() ? SIGKILL : it->second;
 }
 
 std::string signalName(int sig) {
   switch (sig) {
-    case SIGABRT: return "ABRT";
-    case SIGALRM: return "ALRM";
-    case SIGFPE: return "FPE";
-    case SIGHUP: return "HUP";
-    case SIGILL: return "ILL";
-    case SIGINT: return "INT";
-    case SIGKILL: return "KILL";
-    case SIGPIPE: return "PIPE";
-    case SIGQUIT: return "QUIT";
-    case SIGSEGV: return "SEGV";
-    case SIGTERM: return "TERM";
-    case SIGUSR1: return "USR1";
-    case SIGUSR2: return "USR2";
-    default: return "KILL";
+    case SIGABRT:
+      return "ABRT";
+    case SIGALRM:
+      return "ALRM";
+    case SIGFPE:
+      return "FPE";
+    case SIGHUP:
+      return "HUP";
+    case SIGILL:
+      return "ILL";
+    case SIGINT:
+      return "INT";
+    case SIGKILL:
+      return "KILL";
+    case SIGPIPE:
+      return "PIPE";
+    case SIGQUIT:
+      return "QUIT";
+    case SIGSEGV:
+      return "SEGV";
+    case SIGTERM:
+      return "TERM";
+    case SIGUSR1:
+      return "USR1";
+    case SIGUSR2:
+      return "USR2";
+    default:
+      return "KILL";
   }
 }
 
@@ -80,17 +95,22 @@ std::string crlf(const std::string& text) {
   return out;
 }
 
-const char* const kSftpServers[] = {"/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
-                                    "/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server"};
+const char* const kSftpServers[] = {"/usr/lib/openssh/sftp-server",
+                                    "/usr/libexec/openssh/sftp-server", "/usr/lib/ssh/sftp-server",
+                                    "/usr/libexec/sftp-server"};
 
 }  // namespace
 
 const char* kindName(SessionKind k) {
   switch (k) {
-    case SessionKind::kSsh: return "ssh";
-    case SessionKind::kVscode: return "vscode";
-    case SessionKind::kJetbrains: return "jetbrains";
-    default: return "unknown";
+    case SessionKind::kSsh:
+      return "ssh";
+    case SessionKind::kVscode:
+      return "vscode";
+    case SessionKind::kJetbrains:
+      return "jetbrains";
+    default:
+      return "unknown";
   }
 }
 
@@ -105,7 +125,9 @@ Relay::Relay(Connection& conn, ssh_channel ch, int read_fd, int err_fd, int writ
   updateWatch();
 }
 
-Relay::~Relay() { closeFds(); }
+Relay::~Relay() {
+  closeFds();
+}
 
 void Relay::closeFds() {
   for (int* fd : {&read_fd_, &err_fd_, &write_fd_}) {
@@ -120,7 +142,9 @@ void Relay::closeFds() {
 
 void Relay::updateWatch() {
   // One registration per fd: sockets and PTY masters read and write the same descriptor.
-  auto want_read = [&](bool eof, const std::string& buf) { return !eof && buf.size() < kMaxBuffered; };
+  auto want_read = [&](bool eof, const std::string& buf) {
+    return !eof && buf.size() < kMaxBuffered;
+  };
   short rd = (read_fd_ >= 0 && want_read(read_eof_, out_)) ? POLLIN : 0;
   short wr = (write_fd_ >= 0 && !in_.empty()) ? POLLOUT : 0;
   if (same_fd_) {
@@ -217,7 +241,9 @@ int Relay::onChannelData(const char* data, uint32_t len) {
   return static_cast<int>(taken + keep);
 }
 
-void Relay::onWritable() { flushIn(); }
+void Relay::onWritable() {
+  flushIn();
+}
 
 void Relay::flushIn() {
   if (flushing_in_) return;  // ssh_channel_read_nonblocking below can call onChannelData
@@ -234,7 +260,8 @@ void Relay::flushIn() {
     break;
   }
   // Pull what libssh held back while our buffer was full.
-  while (in_.size() < kMaxBuffered && write_fd_ >= 0 && ch_ != nullptr && !ssh_channel_is_closed(ch_)) {
+  while (in_.size() < kMaxBuffered && write_fd_ >= 0 && ch_ != nullptr &&
+         !ssh_channel_is_closed(ch_)) {
     char tmp[kReadChunk];
     int n = ssh_channel_read_nonblocking(ch_, tmp, sizeof(tmp), 0);
     if (n <= 0) break;
@@ -262,7 +289,9 @@ void Relay::onChannelEof() {
   flushIn();
 }
 
-bool Relay::outputDone() const { return read_eof_ && err_eof_ && out_.empty() && err_.empty(); }
+bool Relay::outputDone() const {
+  return read_eof_ && err_eof_ && out_.empty() && err_.empty();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Channels
@@ -298,8 +327,8 @@ class Connection::SessionChannel final : public Connection::Channel {
     cb_.channel_signal_function = [](ssh_session, ssh_channel, const char* sig, void* u) {
       static_cast<SessionChannel*>(u)->onSignal(sig);
     };
-    cb_.channel_pty_request_function = [](ssh_session, ssh_channel, const char* term, int w,
-                                          int h, int pw, int ph, void* u) {
+    cb_.channel_pty_request_function = [](ssh_session, ssh_channel, const char* term, int w, int h,
+                                          int pw, int ph, void* u) {
       return static_cast<SessionChannel*>(u)->onPty(term, w, h, pw, ph);
     };
     cb_.channel_pty_window_change_function = [](ssh_session, ssh_channel, int w, int h, int pw,
@@ -331,7 +360,7 @@ class Connection::SessionChannel final : public Connection::Channel {
     cb_.channel_x11_req_function = [](ssh_session, ssh_channel, int single, const char* proto,
                                       const char* cookie, uint32_t screen, void* u) {
       static_cast<SessionChannel*>(u)->conn_.enableX11(single != 0, proto != nullptr ? proto : "",
-                                                      cookie != nullptr ? cookie : "", screen);
+                                                       cookie != nullptr ? cookie : "", screen);
     };
     ssh_set_channel_callbacks(ch_, &cb_);
   }
@@ -427,8 +456,9 @@ class Connection::SessionChannel final : public Connection::Channel {
         return onStart(path, true);
       }
     }
-    conn_.server().log()->warn("sftp requested but no sftp-server binary is installed "
-                               "(Debian: apt-get install openssh-sftp-server)");
+    conn_.server().log()->warn(
+        "sftp requested but no sftp-server binary is installed "
+        "(Debian: apt-get install openssh-sftp-server)");
     return 1;
   }
 
@@ -457,7 +487,9 @@ class Connection::SessionChannel final : public Connection::Channel {
     counted_ = true;
     // Blocked file transfer: refuse the well-known transfer commands by name.
     if (server.options().block_file_transfer && !subsystem && isFileTransfer(command)) {
-      const char msg[] = "\x02" "File transfer has been disabled.\n";
+      const char msg[] =
+          "\x02"
+          "File transfer has been disabled.\n";
       ssh_channel_write_stderr(ch_, msg, sizeof(msg) - 1);
       exit_code_ = kBlockedFileTransferCode;
       conn_id_ = server.reportConnect(kind_, conn_.peerIp());
@@ -477,8 +509,8 @@ class Connection::SessionChannel final : public Connection::Channel {
     std::string local_ip = "0.0.0.0";
     uint16_t local_port = 0;
     server.localAddress(conn_.fd_, &local_ip, &local_port);
-    env["SSH_CLIENT"] = conn_.peerIp() + " " + std::to_string(conn_.peerPort()) + " " +
-                        std::to_string(local_port);
+    env["SSH_CLIENT"] =
+        conn_.peerIp() + " " + std::to_string(conn_.peerPort()) + " " + std::to_string(local_port);
     env["SSH_CONNECTION"] = conn_.peerIp() + " " + std::to_string(conn_.peerPort()) + " " +
                             local_ip + " " + std::to_string(local_port);
     if (pty_) env["TERM"] = term_;
@@ -516,8 +548,8 @@ class Connection::SessionChannel final : public Connection::Channel {
     if (pty_) {
       relay_ = std::make_unique<Relay>(conn_, ch_, child_.master, -1, child_.master);
     } else {
-      relay_ = std::make_unique<Relay>(conn_, ch_, child_.stdout_fd, child_.stderr_fd,
-                                       child_.stdin_fd);
+      relay_ =
+          std::make_unique<Relay>(conn_, ch_, child_.stdout_fd, child_.stderr_fd, child_.stdin_fd);
       std::lock_guard l(conn_.groups_mu_);
       conn_.groups_.push_back(child_.pid);
     }
@@ -625,7 +657,8 @@ class Connection::ForwardChannel final : public Connection::Channel {
     ssh_callbacks_init(&cb_);
     cb_.userdata = this;
     cb_.channel_data_function = [](ssh_session, ssh_channel, void* d, uint32_t len, int, void* u) {
-      return static_cast<ForwardChannel*>(u)->relay_->onChannelData(static_cast<const char*>(d), len);
+      return static_cast<ForwardChannel*>(u)->relay_->onChannelData(static_cast<const char*>(d),
+                                                                    len);
     };
     cb_.channel_eof_function = [](ssh_session, ssh_channel, void* u) {
       static_cast<ForwardChannel*>(u)->relay_->onChannelEof();
@@ -680,9 +713,13 @@ class Connection::ForwardChannel final : public Connection::Channel {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer, uint64_t id,
-                       bool require_auth)
-    : server_(server), bind_(bind), fd_(fd), peer_(std::move(peer)), id_(id),
+Connection::Connection(SshServer::Impl& server, ssh_bind bind, int fd, std::string peer,
+                       uint64_t id, bool require_auth)
+    : server_(server),
+      bind_(bind),
+      fd_(fd),
+      peer_(std::move(peer)),
+      id_(id),
       require_auth_(require_auth) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -836,7 +873,8 @@ bool Connection::handleChannelOpen(ssh_message msg) {
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   // Resolution blocks this connection's thread only (not the agent, not other connections).
-  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || res == nullptr) {
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 ||
+      res == nullptr) {
     ssh_message_reply_default(msg);
     return true;
   }
@@ -934,7 +972,8 @@ void Connection::acceptForwarded(int listen_fd) {
   while (true) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    int s = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int s =
+        ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (s < 0) return;
     char host[INET6_ADDRSTRLEN] = "127.0.0.1";
     int oport = 0;
@@ -958,8 +997,8 @@ void Connection::drivePendingOpens() {
     int rc = SSH_ERROR;
     switch (it->kind) {
       case PendingOpen::kForwardedTcpip:
-        rc = ssh_channel_open_reverse_forward(it->ch, it->addr.c_str(), it->port,
-                                              it->orig.c_str(), it->orig_port);
+        rc = ssh_channel_open_reverse_forward(it->ch, it->addr.c_str(), it->port, it->orig.c_str(),
+                                              it->orig_port);
         break;
       case PendingOpen::kAuthAgent:
         rc = ssh_channel_open_auth_agent(it->ch);
@@ -982,7 +1021,9 @@ void Connection::drivePendingOpens() {
   }
 }
 
-void Connection::sendKeepalive() { ssh_send_keepalive(session_); }
+void Connection::sendKeepalive() {
+  ssh_send_keepalive(session_);
+}
 
 int Connection::listenUnix(const std::string& path) {
   int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -1006,8 +1047,8 @@ void Connection::enableAgentForwarding() {
   char tmpl[] = "/tmp/wsa-ssh-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return;
   agent_socket_dir_ = tmpl;
-  agent_socket_ = agent_socket_dir_ + "/agent." + std::to_string(::getpid()) + "." +
-                  std::to_string(id_);
+  agent_socket_ =
+      agent_socket_dir_ + "/agent." + std::to_string(::getpid()) + "." + std::to_string(id_);
   int s = listenUnix(agent_socket_);
   if (s < 0) {
     server_.log()->warn("ssh: agent forwarding: cannot listen on {}", agent_socket_);
@@ -1057,8 +1098,8 @@ void Connection::enableX11(bool single, const std::string& proto, const std::str
   auto ctx = server_.contextSnapshot();
   std::string xauth = "/usr/bin/xauth";
   if (::access(xauth.c_str(), X_OK) == 0 && !proto.empty() && !cookie.empty()) {
-    std::string cmd = "remove unix:" + disp + "\nadd unix:" + disp + " " + proto + " " + cookie +
-                      "\n";
+    std::string cmd =
+        "remove unix:" + disp + "\nadd unix:" + disp + " " + proto + " " + cookie + "\n";
     int in[2];
     if (::pipe2(in, O_CLOEXEC) == 0) {
       pid_t pid = ::fork();
@@ -1143,8 +1184,8 @@ void Connection::run() {
     (void)!::read(wake_fd_, &v, sizeof(v));
   });
   syncWatches();
-  auto keepalive_every = std::chrono::duration_cast<std::chrono::milliseconds>(
-      server_.options().max_timeout / 3);
+  auto keepalive_every =
+      std::chrono::duration_cast<std::chrono::milliseconds>(server_.options().max_timeout / 3);
   auto next_keepalive = std::chrono::steady_clock::now() + keepalive_every;
   bool closing = false;
   auto close_deadline = std::chrono::steady_clock::time_point::max();

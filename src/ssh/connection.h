@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "wsa/term/child.h"
 #include "wsa/ssh/ssh_server.h"
+#include "wsa/term/child.h"
 
 namespace wsa::ssh {
 
@@ -54,9 +54,9 @@ class Relay {
   int read_fd_;
   int err_fd_;
   int write_fd_;
-  std::string out_;   // from read_fd_, to the channel
-  std::string err_;   // from err_fd_, to the channel's stderr
-  std::string in_;    // from the channel, to write_fd_
+  std::string out_;  // from read_fd_, to the channel
+  std::string err_;  // from err_fd_, to the channel's stderr
+  std::string in_;   // from the channel, to write_fd_
   bool read_eof_ = false;
   bool err_eof_ = false;
   bool read_watched_ = false;
@@ -109,8 +109,7 @@ class Connection {
   void drivePendingOpens();
   static int listenUnix(const std::string& path);
   void enableAgentForwarding();
-  void enableX11(bool single, const std::string& proto, const std::string& cookie,
-                 uint32_t screen);
+  void enableX11(bool single, const std::string& proto, const std::string& cookie, uint32_t screen);
   void sendKeepalive();
 
   SshServer::Impl& server_;

@@ -22,7 +22,8 @@ Result<KeyPtr> loadOrCreateHostKey(const std::string& path) {
   }
   auto slash = path.rfind('/');
   if (slash != std::string::npos) {
-    if (auto st = makeDirs(path.substr(0, slash), 0700); !st) return makeError("SSH host key: " + st.error());
+    if (auto st = makeDirs(path.substr(0, slash), 0700); !st)
+      return makeError("SSH host key: " + st.error());
   }
   if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
     return makeError("SSH host key: cannot generate an ed25519 key");
@@ -67,7 +68,8 @@ AuthorizedKeys AuthorizedKeys::load(const std::string& path, std::vector<std::st
       if (!f.empty()) fields.push_back(f);
     }
     if (fields.size() < 2) {
-      if (warnings != nullptr) warnings->push_back(path + ":" + std::to_string(n) + ": malformed line");
+      if (warnings != nullptr)
+        warnings->push_back(path + ":" + std::to_string(n) + ": malformed line");
       continue;
     }
     enum ssh_keytypes_e type = ssh_key_type_from_name(fields[0].c_str());

@@ -10,9 +10,8 @@
 #include <thread>
 
 #include "ssh/keys.h"
-#include "wsa/ssh/ssh_server.h"
-
 #include "wsa/net/listener.h"
+#include "wsa/ssh/ssh_server.h"
 
 namespace asio {
 class io_context;

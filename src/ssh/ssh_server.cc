@@ -6,12 +6,12 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/posix/stream_descriptor.hpp>
-#include <sys/wait.h>
 
 #include "ssh/connection.h"
 #include "ssh/server_impl.h"
@@ -32,7 +32,10 @@ struct SshServer::Impl::Adopted {
 
 SshServer::Impl::Impl(asio::io_context& io, SshServer& owner, SshServerOptions options,
                       SshServer::Hooks hooks, KeyPtr host_key)
-    : io_(io), owner_(owner), options_(std::move(options)), hooks_(std::move(hooks)),
+    : io_(io),
+      owner_(owner),
+      options_(std::move(options)),
+      hooks_(std::move(hooks)),
       log_(logging::get("ssh")) {
   fingerprint_ = ssh::fingerprint(host_key.get());
   bind_ = ssh_bind_new();
@@ -97,10 +100,14 @@ void SshServer::Impl::sessionEnded(SessionKind kind) {
 namespace {
 v1::Connection::Type connType(SessionKind k) {
   switch (k) {
-    case SessionKind::kSsh: return v1::Connection::TYPE_SSH;
-    case SessionKind::kVscode: return v1::Connection::TYPE_VSCODE;
-    case SessionKind::kJetbrains: return v1::Connection::TYPE_JETBRAINS;
-    default: return v1::Connection::TYPE_UNSPECIFIED;
+    case SessionKind::kSsh:
+      return v1::Connection::TYPE_SSH;
+    case SessionKind::kVscode:
+      return v1::Connection::TYPE_VSCODE;
+    case SessionKind::kJetbrains:
+      return v1::Connection::TYPE_JETBRAINS;
+    default:
+      return v1::Connection::TYPE_UNSPECIFIED;
   }
 }
 }  // namespace
@@ -121,8 +128,7 @@ std::string SshServer::Impl::reportConnect(SessionKind kind, const std::string& 
 }
 
 void SshServer::Impl::reportDisconnect(const std::string& id, SessionKind kind,
-                                       const std::string& ip, int code,
-                                       const std::string& reason) {
+                                       const std::string& ip, int code, const std::string& reason) {
   if (id.empty()) return;
   v1::ReportConnectionRequest r;
   auto* c = r.mutable_connection();
@@ -266,15 +272,29 @@ Result<std::unique_ptr<SshServer>> SshServer::create(asio::io_context& io, SshSe
   return s;
 }
 
-SshServer::~SshServer() { impl_.reset(); }
-Result<std::string> SshServer::listen(const std::string& address) { return impl_->listen(address); }
+SshServer::~SshServer() {
+  impl_.reset();
+}
+Result<std::string> SshServer::listen(const std::string& address) {
+  return impl_->listen(address);
+}
 void SshServer::serveFd(int fd, std::string peer, bool from_overlay) {
   impl_->serveFd(fd, std::move(peer), from_overlay);
 }
-void SshServer::setContext(std::shared_ptr<const SessionContext> ctx) { impl_->setContext(std::move(ctx)); }
-std::shared_ptr<const SessionContext> SshServer::context() const { return impl_->contextSnapshot(); }
-void SshServer::stopAccepting() { impl_->stopAccepting(); }
-void SshServer::shutdown() { impl_->shutdown(); }
-std::string SshServer::hostKeyFingerprint() const { return impl_->fingerprint(); }
+void SshServer::setContext(std::shared_ptr<const SessionContext> ctx) {
+  impl_->setContext(std::move(ctx));
+}
+std::shared_ptr<const SessionContext> SshServer::context() const {
+  return impl_->contextSnapshot();
+}
+void SshServer::stopAccepting() {
+  impl_->stopAccepting();
+}
+void SshServer::shutdown() {
+  impl_->shutdown();
+}
+std::string SshServer::hostKeyFingerprint() const {
+  return impl_->fingerprint();
+}
 
 }  // namespace wsa::ssh

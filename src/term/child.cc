@@ -26,8 +26,12 @@ void setWindowSize(int master, const PtySize& s) {
 
 namespace {
 
-void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
-void setCloexec(int fd) { ::fcntl(fd, F_SETFD, FD_CLOEXEC); }
+void setNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+void setCloexec(int fd) {
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
 
 }  // namespace
 
@@ -40,7 +44,8 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   std::string oom = spec.priority.oom_score_adj ? std::to_string(*spec.priority.oom_score_adj) : "";
 
   int status[2];
-  if (::pipe2(status, O_CLOEXEC) != 0) return makeError(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(status, O_CLOEXEC) != 0)
+    return makeError(std::string("pipe: ") + std::strerror(errno));
   Child c;
   pid_t pid;
   if (spec.pty) {
@@ -84,7 +89,8 @@ Result<Child> spawnChild(const ChildSpec& spec) {
     }
   } else {
     int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 ||
+        ::pipe2(err, O_CLOEXEC) != 0) {
       ::close(status[0]);
       ::close(status[1]);
       return makeError(std::string("pipe: ") + std::strerror(errno));

@@ -84,7 +84,9 @@ ScreenModel::ScreenModel(Options options)
   vterm_screen_reset(screen_, 1);
 }
 
-ScreenModel::~ScreenModel() { vterm_free(vt_); }
+ScreenModel::~ScreenModel() {
+  vterm_free(vt_);
+}
 
 void ScreenModel::feed(std::string_view bytes) {
   if (bytes.empty()) return;
@@ -176,12 +178,11 @@ std::string ScreenModel::renderCells(int cols, const void* c) const {
   cur.bg = def_bg;
   for (int i = 0; i <= last; ++i) {
     const VTermScreenCell& cell = cells[i];
-    bool attrs_differ = cell.attrs.bold != cur.attrs.bold || cell.attrs.italic != cur.attrs.italic ||
-                        cell.attrs.underline != cur.attrs.underline ||
-                        cell.attrs.blink != cur.attrs.blink ||
-                        cell.attrs.reverse != cur.attrs.reverse ||
-                        cell.attrs.strike != cur.attrs.strike || !sameColor(cell.fg, cur.fg) ||
-                        !sameColor(cell.bg, cur.bg);
+    bool attrs_differ =
+        cell.attrs.bold != cur.attrs.bold || cell.attrs.italic != cur.attrs.italic ||
+        cell.attrs.underline != cur.attrs.underline || cell.attrs.blink != cur.attrs.blink ||
+        cell.attrs.reverse != cur.attrs.reverse || cell.attrs.strike != cur.attrs.strike ||
+        !sameColor(cell.fg, cur.fg) || !sameColor(cell.bg, cur.bg);
     if (attrs_differ) {
       out += "\x1b[0";
       if (cell.attrs.bold) out += ";1";
@@ -276,12 +277,14 @@ std::vector<size_t> ScreenModel::scanModes(std::string_view bytes) {
     size_t start = 0;
     while (start <= params.size()) {
       size_t semi = params.find(';', start);
-      std::string p = params.substr(start, semi == std::string::npos ? std::string::npos : semi - start);
+      std::string p =
+          params.substr(start, semi == std::string::npos ? std::string::npos : semi - start);
       if (p == "1") app_cursor_ = on;
       if (p == "2004") bracketed_paste_ = on;
       if (p == "1004") focus_events_ = on;
       if (p == "1006") sgr_mouse_ = on;
-      if (on && (p == "1049" || p == "1047" || p == "47")) alt_at.push_back(i >= carried ? i - carried : 0);
+      if (on && (p == "1049" || p == "1047" || p == "47"))
+        alt_at.push_back(i >= carried ? i - carried : 0);
       if (semi == std::string::npos) break;
       start = semi + 1;
     }
@@ -325,10 +328,17 @@ std::string ScreenModel::redraw() const {
   if (bracketed_paste_) out += "\x1b[?2004h";
   if (focus_events_) out += "\x1b[?1004h";
   switch (mouse_) {
-    case VTERM_PROP_MOUSE_CLICK: out += "\x1b[?1000h"; break;
-    case VTERM_PROP_MOUSE_DRAG: out += "\x1b[?1002h"; break;
-    case VTERM_PROP_MOUSE_MOVE: out += "\x1b[?1003h"; break;
-    default: break;
+    case VTERM_PROP_MOUSE_CLICK:
+      out += "\x1b[?1000h";
+      break;
+    case VTERM_PROP_MOUSE_DRAG:
+      out += "\x1b[?1002h";
+      break;
+    case VTERM_PROP_MOUSE_MOVE:
+      out += "\x1b[?1003h";
+      break;
+    default:
+      break;
   }
   if (sgr_mouse_) out += "\x1b[?1006h";
   int row = 0, col = 0;

@@ -6,13 +6,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "wsa/common/cli_parse.h"
 #include <cstring>
 #include <iostream>
 
-#include "wsa/speedtest/speedtest.h"
+#include "wsa/common/cli_parse.h"
 #include "wsa/common/time.h"
 #include "wsa/net/address.h"
+#include "wsa/speedtest/speedtest.h"
 #include "wsa/version.h"
 
 namespace {
@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   } else if (direction == "upload") {
     cfg.direction = wsa::speedtest::Direction::kUpload;
   } else {
-    std::cerr << "wsa-speedtest: --direction: want download or upload, not \"" << direction << "\"\n";
+    std::cerr << "wsa-speedtest: --direction: want download or upload, not \"" << direction
+              << "\"\n";
     return 2;
   }
   auto d = wsa::parseDuration(duration);
@@ -99,6 +100,7 @@ int main(int argc, char** argv) {
     std::cerr << "wsa-speedtest: " << r.error() << "\n";
     return 1;
   }
-  std::cout << (json ? wsa::speedtest::resultsToJson(*r) + "\n" : wsa::speedtest::formatResults(*r));
+  std::cout << (json ? wsa::speedtest::resultsToJson(*r) + "\n"
+                     : wsa::speedtest::formatResults(*r));
   return 0;
 }

@@ -8,10 +8,10 @@
 // Runs in the foreground. SIGTERM/SIGINT: remove the socket and exit 0. SIGUSR1: start a new
 // handshake with every peer now (a forced rekey, for tests and operators).
 
+#include <prometheus/text_serializer.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "wsa/common/cli_parse.h"
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <cerrno>
@@ -20,20 +20,19 @@
 #include <filesystem>
 #include <iostream>
 
-#include <prometheus/text_serializer.h>
-
+#include "wsa/common/cli_parse.h"
+#include "wsa/common/clock.h"
+#include "wsa/common/logging.h"
+#include "wsa/common/strings.h"
+#include "wsa/http/server.h"
 #include "wsa/netstack/forward.h"
 #include "wsa/netstack/netstack.h"
+#include "wsa/version.h"
 #include "wsa/wg/device.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
 #include "wsa/wg/uapi.h"
 #include "wsa/wg/udp.h"
-#include "wsa/common/clock.h"
-#include "wsa/common/logging.h"
-#include "wsa/common/strings.h"
-#include "wsa/http/server.h"
-#include "wsa/version.h"
 
 namespace {
 
@@ -60,14 +59,15 @@ int run(const Config& cfg) {
   dopts.mtu = static_cast<size_t>(mtu);
   wg::Device device(*clock, dopts,
                     wg::Device::Io{
-                        .send = [&](const wg::Endpoint& to,
-                                    std::span<const uint8_t> d) {
-                          if (udp) udp->send(to, d);
-                        },
-                        .deliver = [&](std::span<const uint8_t> p) {
-                          if (tun) tun->write(p);
-                          if (stack) stack->input(p);
-                        },
+                        .send =
+                            [&](const wg::Endpoint& to, std::span<const uint8_t> d) {
+                              if (udp) udp->send(to, d);
+                            },
+                        .deliver =
+                            [&](std::span<const uint8_t> p) {
+                              if (tun) tun->write(p);
+                              if (stack) stack->input(p);
+                            },
                     });
 
   auto on_datagram = [&](const wg::Endpoint& from, std::span<uint8_t> d) {
@@ -94,8 +94,8 @@ int run(const Config& cfg) {
     netstack::Options nopts;
     nopts.addresses = cfg.netstack;
     nopts.mtu = static_cast<uint16_t>(mtu);
-    auto n = netstack::Netstack::create(io, nopts,
-                                        [&](std::span<const uint8_t> p) { device.send(p); });
+    auto n =
+        netstack::Netstack::create(io, nopts, [&](std::span<const uint8_t> p) { device.send(p); });
     if (!n) {
       std::cerr << "wsa-wg: --netstack: " << n.error() << "\n";
       return 2;
@@ -184,10 +184,11 @@ int run(const Config& cfg) {
   if (stack) {
     const auto& ns = stack->stats();
     const auto& fs = forwarder->stats();
-    log->info("{}: userspace TCP/IP: {} accepted, {} refused at the limit; forwarded {} "
-              "({} refused locally, {} bytes in, {} out)",
-              ifname, ns.tcp_accepted, ns.tcp_refused, fs.connections, fs.refused,
-              fs.bytes_to_local, fs.bytes_from_local);
+    log->info(
+        "{}: userspace TCP/IP: {} accepted, {} refused at the limit; forwarded {} "
+        "({} refused locally, {} bytes in, {} out)",
+        ifname, ns.tcp_accepted, ns.tcp_refused, fs.connections, fs.refused, fs.bytes_to_local,
+        fs.bytes_from_local);
   }
   ::unlink(sock_path.c_str());
   const auto& c = device.counters();
@@ -199,11 +200,12 @@ int run(const Config& cfg) {
     io.restart();
     if (io.poll() == 0) break;
   }
-  log->info("{}: handshakes {}, rx {} datagrams, tx {} datagrams ({} dropped at the send queue), "
-            "tun rx {} tx {} ({} dropped)",
-            ifname, c.handshakes_completed, udp->stats().rx_datagrams, udp->stats().tx_datagrams,
-            udp->stats().tx_dropped, tun ? tun->stats().rx_packets : 0,
-            tun ? tun->stats().tx_packets : 0, tun ? tun->stats().tx_dropped : 0);
+  log->info(
+      "{}: handshakes {}, rx {} datagrams, tx {} datagrams ({} dropped at the send queue), "
+      "tun rx {} tx {} ({} dropped)",
+      ifname, c.handshakes_completed, udp->stats().rx_datagrams, udp->stats().tx_datagrams,
+      udp->stats().tx_dropped, tun ? tun->stats().rx_packets : 0, tun ? tun->stats().tx_packets : 0,
+      tun ? tun->stats().tx_dropped : 0);
   logging::flush();
   return exit_code;
 }
@@ -217,9 +219,12 @@ int main(int argc, char** argv) {
   std::string level = "info", netstack;
   bool foreground = true;
   app.add_option("interface", cfg.ifname, "Interface name (1 to 15 characters)")->required();
-  app.add_flag("-f,--foreground", foreground, "Run in the foreground (always; for wireguard-go "
-                                              "compatibility)");
-  app.add_option("--mtu", cfg.mtu, "Interface MTU")->capture_default_str()->check(CLI::Range(576, 9000));
+  app.add_flag("-f,--foreground", foreground,
+               "Run in the foreground (always; for wireguard-go "
+               "compatibility)");
+  app.add_option("--mtu", cfg.mtu, "Interface MTU")
+      ->capture_default_str()
+      ->check(CLI::Range(576, 9000));
   app.add_option("--uapi-dir", cfg.uapi_dir, "Directory of the configuration socket")
       ->capture_default_str();
   app.add_option("--metrics-listen", cfg.metrics_listen,

@@ -13,7 +13,9 @@ struct AllowedIps::Node {
 
 namespace {
 
-bool bitAt(const uint8_t* addr, int i) { return (addr[i / 8] >> (7 - i % 8)) & 1; }
+bool bitAt(const uint8_t* addr, int i) {
+  return (addr[i / 8] >> (7 - i % 8)) & 1;
+}
 
 }  // namespace
 

@@ -97,7 +97,9 @@ bool openWith(EVP_CIPHER_CTX* ctx, const uint8_t* key, uint64_t counter,
 
 }  // namespace
 
-void wipe(void* data, size_t size) { OPENSSL_cleanse(data, size); }
+void wipe(void* data, size_t size) {
+  OPENSSL_cleanse(data, size);
+}
 
 bool Secret::isZero() const {
   uint8_t acc = 0;
@@ -182,7 +184,8 @@ Secret generatePrivateKey() {
 }
 
 PublicKey publicKeyOf(const Secret& private_key) {
-  EVP_PKEY* pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), kKeySize);
+  EVP_PKEY* pkey =
+      EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), kKeySize);
   if (pkey == nullptr) fatal("X25519 private key");
   PublicKey pub;
   size_t len = pub.size();
@@ -192,14 +195,17 @@ PublicKey publicKeyOf(const Secret& private_key) {
 }
 
 std::optional<Secret> dh(const Secret& private_key, const PublicKey& public_key) {
-  EVP_PKEY* mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), kKeySize);
-  EVP_PKEY* theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, public_key.data(), kKeySize);
+  EVP_PKEY* mine =
+      EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), kKeySize);
+  EVP_PKEY* theirs =
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, public_key.data(), kKeySize);
   std::optional<Secret> result;
   if (mine != nullptr && theirs != nullptr) {
     EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(mine, nullptr);
     Secret shared;
     size_t len = kKeySize;
-    if (ctx != nullptr && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, theirs) == 1 &&
+    if (ctx != nullptr && EVP_PKEY_derive_init(ctx) == 1 &&
+        EVP_PKEY_derive_set_peer(ctx, theirs) == 1 &&
         EVP_PKEY_derive(ctx, shared.data(), &len) == 1 && len == kKeySize && !shared.isZero()) {
       result = shared;
     }
@@ -255,8 +261,9 @@ bool xaeadOpen(const uint8_t* key, const uint8_t* nonce24, std::span<const uint8
                std::span<const uint8_t> ad, uint8_t* out) {
   if (sealed.size() < kAeadTagSize) return false;
   unsigned long long len = 0;
-  return crypto_aead_xchacha20poly1305_ietf_decrypt(out, &len, nullptr, sealed.data(), sealed.size(),
-                                                    ad.data(), ad.size(), nonce24, key) == 0;
+  return crypto_aead_xchacha20poly1305_ietf_decrypt(out, &len, nullptr, sealed.data(),
+                                                    sealed.size(), ad.data(), ad.size(), nonce24,
+                                                    key) == 0;
 }
 
 std::string toBase64(const Bytes32& key) {
@@ -306,6 +313,8 @@ Result<Bytes32> keyFromHex(std::string_view text) {
   return k;
 }
 
-bool equalBytes(const uint8_t* a, const uint8_t* b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }
+bool equalBytes(const uint8_t* a, const uint8_t* b, size_t n) {
+  return CRYPTO_memcmp(a, b, n) == 0;
+}
 
 }  // namespace wsa::wg

@@ -1,7 +1,7 @@
 #include "wsa/wg/device.h"
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <deque>
 
 #include "wg/messages.h"
@@ -13,26 +13,46 @@ namespace wsa::wg {
 
 const char* dropName(Drop d) {
   switch (d) {
-    case Drop::kShort: return "short";
-    case Drop::kUnknownType: return "unknown_type";
-    case Drop::kBadMac1: return "bad_mac1";
-    case Drop::kCookieSent: return "cookie_sent";
-    case Drop::kRateLimited: return "rate_limited";
-    case Drop::kBadHandshake: return "bad_handshake";
-    case Drop::kStaleTimestamp: return "stale_timestamp";
-    case Drop::kHandshakeFlood: return "handshake_flood";
-    case Drop::kUnknownIndex: return "unknown_index";
-    case Drop::kExpiredKey: return "expired_key";
-    case Drop::kReplay: return "replay";
-    case Drop::kBadAuth: return "bad_auth";
-    case Drop::kBadCookie: return "bad_cookie";
-    case Drop::kBadPacket: return "bad_packet";
-    case Drop::kSourceNotAllowed: return "source_not_allowed";
-    case Drop::kNoRoute: return "no_route";
-    case Drop::kNoEndpoint: return "no_endpoint";
-    case Drop::kStagedOverflow: return "staged_overflow";
-    case Drop::kHandshakeGaveUp: return "handshake_gave_up";
-    case Drop::kCount: break;
+    case Drop::kShort:
+      return "short";
+    case Drop::kUnknownType:
+      return "unknown_type";
+    case Drop::kBadMac1:
+      return "bad_mac1";
+    case Drop::kCookieSent:
+      return "cookie_sent";
+    case Drop::kRateLimited:
+      return "rate_limited";
+    case Drop::kBadHandshake:
+      return "bad_handshake";
+    case Drop::kStaleTimestamp:
+      return "stale_timestamp";
+    case Drop::kHandshakeFlood:
+      return "handshake_flood";
+    case Drop::kUnknownIndex:
+      return "unknown_index";
+    case Drop::kExpiredKey:
+      return "expired_key";
+    case Drop::kReplay:
+      return "replay";
+    case Drop::kBadAuth:
+      return "bad_auth";
+    case Drop::kBadCookie:
+      return "bad_cookie";
+    case Drop::kBadPacket:
+      return "bad_packet";
+    case Drop::kSourceNotAllowed:
+      return "source_not_allowed";
+    case Drop::kNoRoute:
+      return "no_route";
+    case Drop::kNoEndpoint:
+      return "no_endpoint";
+    case Drop::kStagedOverflow:
+      return "staged_overflow";
+    case Drop::kHandshakeGaveUp:
+      return "handshake_gave_up";
+    case Drop::kCount:
+      break;
   }
   return "unknown";
 }
@@ -144,7 +164,8 @@ class Device::Impl {
       bool was_off = p->persistent_keepalive == Duration::zero();
       p->persistent_keepalive = *c.persistent_keepalive;
       // Turning it on sends a keepalive at once (as wg does), which also starts a handshake.
-      if (was_off && p->persistent_keepalive > Duration::zero() && has_key_ && p->endpoint.valid()) {
+      if (was_off && p->persistent_keepalive > Duration::zero() && has_key_ &&
+          p->endpoint.valid()) {
         sendKeepalive(*p);
       }
     }
@@ -250,8 +271,8 @@ class Device::Impl {
   }
 
   // The transport keypair from a finished handshake (which is wiped by the derivation).
-  static std::unique_ptr<Keypair> deriveKeypair(Handshake& hs, bool initiator,
-                                                uint32_t local_index, MonoTime now) {
+  static std::unique_ptr<Keypair> deriveKeypair(Handshake& hs, bool initiator, uint32_t local_index,
+                                                MonoTime now) {
     Secret send_key, recv_key;
     uint32_t remote_index = hs.remote_index;
     deriveTransportKeys(hs, initiator, &send_key, &recv_key);
@@ -663,8 +684,9 @@ class Device::Impl {
   void dataSent(Peer& p) {
     if (!p.new_handshake->armed()) {
       Peer* pp = &p;
-      p.new_handshake->schedule(opts_.timing.keepalive_timeout + opts_.timing.rekey_timeout + jitter(),
-                                [this, pp] { sendInitiation(*pp, false); });
+      p.new_handshake->schedule(
+          opts_.timing.keepalive_timeout + opts_.timing.rekey_timeout + jitter(),
+          [this, pp] { sendInitiation(*pp, false); });
     }
   }
 
@@ -773,8 +795,10 @@ class Device::Impl {
 };
 
 Peer::Peer(Device::Impl& d)
-    : retransmit(d.clock_.createTimer()), send_keepalive(d.clock_.createTimer()),
-      new_handshake(d.clock_.createTimer()), zero_keys(d.clock_.createTimer()),
+    : retransmit(d.clock_.createTimer()),
+      send_keepalive(d.clock_.createTimer()),
+      new_handshake(d.clock_.createTimer()),
+      zero_keys(d.clock_.createTimer()),
       persistent(d.clock_.createTimer()) {}
 
 // (The timers cancel themselves as they go.)
@@ -787,17 +811,27 @@ Device::Device(Clock& clock, DeviceOptions options, Io io)
 
 Device::~Device() = default;
 
-void Device::setPrivateKey(const Secret& key) { impl_->setPrivateKey(key); }
-const PublicKey& Device::publicKey() const { return impl_->id_.public_key; }
-bool Device::hasPrivateKey() const { return impl_->has_key_; }
-const Secret& Device::privateKey() const { return impl_->id_.private_key; }
+void Device::setPrivateKey(const Secret& key) {
+  impl_->setPrivateKey(key);
+}
+const PublicKey& Device::publicKey() const {
+  return impl_->id_.public_key;
+}
+bool Device::hasPrivateKey() const {
+  return impl_->has_key_;
+}
+const Secret& Device::privateKey() const {
+  return impl_->id_.private_key;
+}
 
 std::optional<Secret> Device::presharedKey(const PublicKey& peer) const {
   auto it = impl_->peers_.find(peer);
   if (it == impl_->peers_.end()) return std::nullopt;
   return it->second->remote.preshared_key;
 }
-Status Device::setPeer(const PeerConfig& config) { return impl_->setPeer(config); }
+Status Device::setPeer(const PeerConfig& config) {
+  return impl_->setPeer(config);
+}
 
 bool Device::removePeer(const PublicKey& key) {
   bool had = impl_->peers_.count(key) != 0;
@@ -813,7 +847,9 @@ void Device::receive(const Endpoint& from, std::span<uint8_t> datagram) {
   impl_->receive(from, datagram);
 }
 
-void Device::send(std::span<const uint8_t> ip_packet) { impl_->send(ip_packet); }
+void Device::send(std::span<const uint8_t> ip_packet) {
+  impl_->send(ip_packet);
+}
 
 void Device::initiateHandshake(const PublicKey& key) {
   auto it = impl_->peers_.find(key);
@@ -849,7 +885,8 @@ std::vector<PeerStatus> Device::peers() const {
   std::map<const Peer*, std::vector<Prefix>> allowed;
   impl_->allowed_.forEach([&](const Prefix& p, const Peer* owner) { allowed[owner].push_back(p); });
   std::vector<PeerStatus> out;
-  for (const auto& [k, p] : impl_->peers_) out.push_back(statusOf(k, *p, std::move(allowed[p.get()])));
+  for (const auto& [k, p] : impl_->peers_)
+    out.push_back(statusOf(k, *p, std::move(allowed[p.get()])));
   return out;
 }
 
@@ -859,8 +896,12 @@ std::optional<PeerStatus> Device::peer(const PublicKey& key) const {
   return statusOf(key, *it->second, impl_->allowed_.prefixesOf(it->second.get()));
 }
 
-const Counters& Device::counters() const { return impl_->counters_; }
-bool Device::underLoad() const { return impl_->underLoad(); }
+const Counters& Device::counters() const {
+  return impl_->counters_;
+}
+bool Device::underLoad() const {
+  return impl_->underLoad();
+}
 
 size_t Device::sessionCount() const {
   size_t n = 0;

@@ -55,9 +55,11 @@ Result<Endpoint> parseEndpoint(std::string_view text) {
   auto colon = s.rfind(':');
   if (colon == std::string::npos) return makeError("endpoint \"" + s + "\": want host:port");
   std::string host = s.substr(0, colon), port = s.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(port) == 0 || std::stoi(port) > 65535) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) == 0 ||
+      std::stoi(port) > 65535) {
     return makeError("endpoint \"" + s + "\": bad port");
   }
   Endpoint e;

@@ -15,8 +15,12 @@ constexpr std::string_view kLabelCookie = "cookie--";
 std::span<const uint8_t> bytesOf(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
-std::span<const uint8_t> bytesOf(const Bytes32& b) { return {b.data(), b.size()}; }
-std::span<const uint8_t> bytesOf(const Secret& s) { return {s.data(), kKeySize}; }
+std::span<const uint8_t> bytesOf(const Bytes32& b) {
+  return {b.data(), b.size()};
+}
+std::span<const uint8_t> bytesOf(const Secret& s) {
+  return {s.data(), kKeySize};
+}
 
 // C0 = HASH(CONSTRUCTION), H0 = HASH(C0 ‖ IDENTIFIER).
 struct Initial {
@@ -33,10 +37,14 @@ const Initial& initial() {
   return i;
 }
 
-void mixHash(Bytes32& h, std::span<const uint8_t> data) { h = hash({bytesOf(h), data}); }
+void mixHash(Bytes32& h, std::span<const uint8_t> data) {
+  h = hash({bytesOf(h), data});
+}
 
 // C = KDF1(C, input)
-void mixKey(Secret& ck, std::span<const uint8_t> input) { kdf(ck.data(), input, &ck); }
+void mixKey(Secret& ck, std::span<const uint8_t> input) {
+  kdf(ck.data(), input, &ck);
+}
 
 // A fresh ephemeral key pair for our side of the handshake: its public half is written to the
 // message at `out` and mixed into the chaining key and the hash (both message kinds do this).
@@ -56,12 +64,16 @@ Tai64n tai64n(int64_t unix_nanos) {
   auto nanos = static_cast<uint32_t>(unix_nanos % 1000000000);
   nanos &= ~((1u << 24) - 1);
   Tai64n t;
-  for (int i = 0; i < 8; ++i) t[static_cast<size_t>(i)] = static_cast<uint8_t>(secs >> (56 - 8 * i));
-  for (int i = 0; i < 4; ++i) t[static_cast<size_t>(8 + i)] = static_cast<uint8_t>(nanos >> (24 - 8 * i));
+  for (int i = 0; i < 8; ++i)
+    t[static_cast<size_t>(i)] = static_cast<uint8_t>(secs >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    t[static_cast<size_t>(8 + i)] = static_cast<uint8_t>(nanos >> (24 - 8 * i));
   return t;
 }
 
-bool tai64nAfter(const Tai64n& a, const Tai64n& b) { return std::memcmp(a.data(), b.data(), a.size()) > 0; }
+bool tai64nAfter(const Tai64n& a, const Tai64n& b) {
+  return std::memcmp(a.data(), b.data(), a.size()) > 0;
+}
 
 Identity makeIdentity(const Secret& private_key) {
   Identity id;
@@ -112,7 +124,8 @@ bool createInitiation(const Identity& us, const RemoteStatic& peer, Handshake& h
   mixHash(hs.hash, {msg + kInitiationStaticOffset, kKeySize + kAeadTagSize});
 
   kdf(hs.chaining_key.data(), bytesOf(peer.static_static), &hs.chaining_key, &key);
-  aeadSeal(key.data(), 0, {now.data(), now.size()}, bytesOf(hs.hash), msg + kInitiationTimestampOffset);
+  aeadSeal(key.data(), 0, {now.data(), now.size()}, bytesOf(hs.hash),
+           msg + kInitiationTimestampOffset);
   mixHash(hs.hash, {msg + kInitiationTimestampOffset, now.size() + kAeadTagSize});
 
   hs.local_index = local_index;
@@ -144,7 +157,8 @@ std::optional<ConsumedInitiation> consumeInitiation(
   const RemoteStatic* peer = find(c.initiator);
   if (peer == nullptr || peer->static_static.isZero()) return std::nullopt;
   kdf(c.chaining_key.data(), bytesOf(peer->static_static), &c.chaining_key, &key);
-  if (!aeadOpen(key.data(), 0, {msg + kInitiationTimestampOffset, c.timestamp.size() + kAeadTagSize},
+  if (!aeadOpen(key.data(), 0,
+                {msg + kInitiationTimestampOffset, c.timestamp.size() + kAeadTagSize},
                 bytesOf(c.hash), c.timestamp.data())) {
     return std::nullopt;
   }

@@ -8,8 +8,8 @@
 #include <functional>
 #include <optional>
 
-#include "wsa/wg/crypto.h"
 #include "wg/messages.h"
+#include "wsa/wg/crypto.h"
 
 namespace wsa::wg {
 

@@ -8,8 +8,7 @@ namespace {
 constexpr uint8_t kRelayAddr[4] = {127, 3, 3, 40};
 }
 
-RelayEndpoints::RelayEndpoints(size_t max_peers)
-    : max_(std::clamp<size_t>(max_peers, 1, 65535)) {}
+RelayEndpoints::RelayEndpoints(size_t max_peers) : max_(std::clamp<size_t>(max_peers, 1, 65535)) {}
 
 bool RelayEndpoints::isRelay(const Endpoint& e) {
   return !e.v6 && e.port != 0 && std::equal(kRelayAddr, kRelayAddr + 4, e.addr.begin());

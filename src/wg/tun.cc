@@ -1,8 +1,8 @@
 #include "wsa/wg/tun.h"
 
 #include <fcntl.h>
-#include <net/if.h>
 #include <linux/if_tun.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,28 +18,33 @@ namespace wsa::wg {
 class Tun::Impl {
  public:
   Impl(asio::io_context& io, int fd, OnPacket cb, OnError on_error, Stats& stats)
-      : fd_(io, fd), on_packet_(std::move(cb)), on_error_(std::move(on_error)), stats_(stats),
+      : fd_(io, fd),
+        on_packet_(std::move(cb)),
+        on_error_(std::move(on_error)),
+        stats_(stats),
         buf_(65536) {}
 
   void startRead() {
-    fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this, alive = alive_](std::error_code ec) {
-      if (ec || !*alive) return;
-      // A burst at a time, then back to the loop.
-      for (int i = 0; i < 64; ++i) {
-        ssize_t n = ::read(fd_.native_handle(), buf_.data(), buf_.size());
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
-        if (n <= 0) {
-          // The interface is gone (deleted) or broken: stop reading and say so once.
-          std::string why = n == 0 ? "end of file" : std::strerror(errno);
-          if (on_error_) on_error_("TUN read: " + why);
-          return;
-        }
-        stats_.rx_packets++;
-        on_packet_({buf_.data(), static_cast<size_t>(n)});
-        if (!*alive) return;
-      }
-      startRead();
-    });
+    fd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                   [this, alive = alive_](std::error_code ec) {
+                     if (ec || !*alive) return;
+                     // A burst at a time, then back to the loop.
+                     for (int i = 0; i < 64; ++i) {
+                       ssize_t n = ::read(fd_.native_handle(), buf_.data(), buf_.size());
+                       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                         break;
+                       if (n <= 0) {
+                         // The interface is gone (deleted) or broken: stop reading and say so once.
+                         std::string why = n == 0 ? "end of file" : std::strerror(errno);
+                         if (on_error_) on_error_("TUN read: " + why);
+                         return;
+                       }
+                       stats_.rx_packets++;
+                       on_packet_({buf_.data(), static_cast<size_t>(n)});
+                       if (!*alive) return;
+                     }
+                     startRead();
+                   });
   }
 
   asio::posix::stream_descriptor fd_;
@@ -88,8 +93,7 @@ Result<std::unique_ptr<Tun>> Tun::open(asio::io_context& io, const std::string& 
   }
   std::unique_ptr<Tun> t(new Tun());
   t->name_ = ifr.ifr_name;
-  t->impl_ = std::make_unique<Impl>(io, fd, std::move(on_packet), std::move(on_error),
-                                     t->stats_);
+  t->impl_ = std::make_unique<Impl>(io, fd, std::move(on_packet), std::move(on_error), t->stats_);
   t->impl_->startRead();
   return t;
 }

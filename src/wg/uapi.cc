@@ -49,7 +49,8 @@ std::string uapiGet(const Device& d, uint16_t listen_port) {
     out += "tx_bytes=" + std::to_string(p.tx_bytes) + "\n";
     out += "rx_bytes=" + std::to_string(p.rx_bytes) + "\n";
     out += "persistent_keepalive_interval=" +
-           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(p.persistent_keepalive).count()) +
+           std::to_string(
+               std::chrono::duration_cast<std::chrono::seconds>(p.persistent_keepalive).count()) +
            "\n";
     for (const auto& a : p.allowed_ips) out += "allowed_ip=" + a.toString() + "\n";
   }
@@ -114,7 +115,8 @@ int uapiSet(Device& d, std::string_view body, const UapiHooks& hooks, std::strin
   size_t pos = 0;
   while (pos < body.size()) {
     size_t nl = body.find('\n', pos);
-    std::string_view line = body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    std::string_view line =
+        body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? body.size() : nl + 1;
     if (line.empty()) continue;
     size_t eq = line.find('=');
@@ -143,9 +145,14 @@ int uapiSet(Device& d, std::string_view body, const UapiHooks& hooks, std::strin
       peer = PeerConfig{};
       peer->public_key = *k;
     } else if (!peer) {
-      static const std::set<std::string> kPeerKeys = {
-          "remove", "update_only", "preshared_key", "endpoint", "persistent_keepalive_interval",
-          "replace_allowed_ips", "allowed_ip", "protocol_version"};
+      static const std::set<std::string> kPeerKeys = {"remove",
+                                                      "update_only",
+                                                      "preshared_key",
+                                                      "endpoint",
+                                                      "persistent_keepalive_interval",
+                                                      "replace_allowed_ips",
+                                                      "allowed_ip",
+                                                      "protocol_version"};
       return fail(kPeerKeys.count(key) != 0 ? key + " before public_key" : "unknown key: " + key);
     } else if (key == "remove") {
       remove = value == "true";
@@ -261,8 +268,9 @@ class UapiServer::Impl : public std::enable_shared_from_this<UapiServer::Impl> {
   std::set<std::shared_ptr<Conn>> conns_;
 };
 
-Result<std::unique_ptr<UapiServer>> UapiServer::listen(asio::io_context& io, const std::string& path,
-                                                       Device& device, UapiHooks hooks) {
+Result<std::unique_ptr<UapiServer>> UapiServer::listen(asio::io_context& io,
+                                                       const std::string& path, Device& device,
+                                                       UapiHooks hooks) {
   std::unique_ptr<UapiServer> s(new UapiServer());
   s->impl_ = std::make_shared<Impl>(device, std::move(hooks));
   mode_t old = ::umask(077);  // the socket hands out private keys: owner only

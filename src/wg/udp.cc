@@ -6,22 +6,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <array>
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <vector>
-
 
 namespace wsa::wg {
 
 class UdpBind::Impl {
  public:
   Impl(asio::io_context& io, int fd, bool v6, OnDatagram cb)
-      : io_(io), sock_(io, fd), v6_(v6), on_datagram_(std::move(cb)),
+      : io_(io),
+        sock_(io, fd),
+        v6_(v6),
+        on_datagram_(std::move(cb)),
         rx_bufs_(kBatch, std::vector<uint8_t>(kMaxDatagram)) {
     // The receive headers point at fixed buffers: wired once.
     for (size_t i = 0; i < kBatch; ++i) {
@@ -34,11 +36,12 @@ class UdpBind::Impl {
   }
 
   void startReceive() {
-    sock_.async_wait(asio::posix::stream_descriptor::wait_read, [this, alive = alive_](std::error_code ec) {
-      if (ec || !*alive) return;
-      receiveBatch();
-      startReceive();
-    });
+    sock_.async_wait(asio::posix::stream_descriptor::wait_read,
+                     [this, alive = alive_](std::error_code ec) {
+                       if (ec || !*alive) return;
+                       receiveBatch();
+                       startReceive();
+                     });
   }
 
   void receiveBatch() {
@@ -57,7 +60,8 @@ class UdpBind::Impl {
           continue;
         }
         stats.rx_datagrams++;
-        Endpoint from = Endpoint::fromSockaddr(reinterpret_cast<sockaddr*>(&rx_addrs_[static_cast<size_t>(i)]));
+        Endpoint from =
+            Endpoint::fromSockaddr(reinterpret_cast<sockaddr*>(&rx_addrs_[static_cast<size_t>(i)]));
         on_datagram_(from, {rx_bufs_[static_cast<size_t>(i)].data(), m.msg_len});
       }
       if (static_cast<size_t>(n) < kBatch) return;
@@ -103,7 +107,8 @@ class UdpBind::Impl {
         msgs[i].msg_hdr.msg_name = &addrs[i];
         msgs[i].msg_hdr.msg_namelen = len;
       }
-      int sent = ::sendmmsg(sock_.native_handle(), msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
+      int sent =
+          ::sendmmsg(sock_.native_handle(), msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
       if (sent < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
           waitWritable();
@@ -123,11 +128,12 @@ class UdpBind::Impl {
   void waitWritable() {
     if (waiting_writable_) return;
     waiting_writable_ = true;
-    sock_.async_wait(asio::posix::stream_descriptor::wait_write, [this, alive = alive_](std::error_code ec) {
-      if (ec || !*alive) return;
-      waiting_writable_ = false;
-      flush();
-    });
+    sock_.async_wait(asio::posix::stream_descriptor::wait_write,
+                     [this, alive = alive_](std::error_code ec) {
+                       if (ec || !*alive) return;
+                       waiting_writable_ = false;
+                       flush();
+                     });
   }
 
   void recycle(size_t n) {
@@ -182,9 +188,13 @@ UdpBind::~UdpBind() {
   impl_->sock_.close(ec);
 }
 
-size_t UdpBind::queued() const { return impl_->queue_.size(); }
+size_t UdpBind::queued() const {
+  return impl_->queue_.size();
+}
 
-void UdpBind::send(const Endpoint& to, std::span<const uint8_t> datagram) { impl_->send(to, datagram); }
+void UdpBind::send(const Endpoint& to, std::span<const uint8_t> datagram) {
+  impl_->send(to, datagram);
+}
 
 Result<std::unique_ptr<UdpBind>> UdpBind::open(asio::io_context& io, uint16_t port,
                                                OnDatagram on_datagram, const std::string& address) {

@@ -76,8 +76,7 @@ class AgentOverlayTest : public ::testing::Test {
     ASSERT_EQ(a.code, 0) << a.output;
     for (const auto& cmd : std::vector<std::vector<std::string>>{
              {"wg", "set", go_if_, "listen-port", "51821", "private-key", go_key.private_path,
-              "peer", agent_pub,
-              "allowed-ips", agent4_ + "/32," + agent6_ + "/128", "endpoint",
+              "peer", agent_pub, "allowed-ips", agent4_ + "/32," + agent6_ + "/128", "endpoint",
               pair_->underlay(0) + ":51820"},
              {"ip", "addr", "add", std::string(kClient4) + "/32", "dev", go_if_},
              {"ip", "-6", "addr", "add", std::string(kClient6) + "/128", "dev", go_if_, "nodad"},
@@ -157,20 +156,21 @@ TEST_F(AgentOverlayTest, ServicesAndForwardedPortsOverTheOverlay) {
 
   // Any other port reaches the workspace's loopback; a closed one is refused.
   Process::Options srv;
-  srv.argv = pair_->exec(0, {"socat", "TCP4-LISTEN:8080,bind=127.0.0.1,reuseaddr",
-                             "SYSTEM:echo from-the-workspace"});
+  srv.argv = pair_->exec(
+      0, {"socat", "TCP4-LISTEN:8080,bind=127.0.0.1,reuseaddr", "SYSTEM:echo from-the-workspace"});
   auto server = Process::start(srv);
   ASSERT_TRUE(pair_->waitListening(0, 8080, scaled(10s)));
   auto fwd = pair_->run(1, {"socat", "-T", "10", "-", "TCP:" + agent4_ + ":8080"}, scaled(20s));
   EXPECT_NE(fwd.output.find("from-the-workspace"), std::string::npos) << fwd.output;
-  auto closed = pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + agent4_ + ":8081/"},
-                           scaled(20s));
+  auto closed =
+      pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + agent4_ + ":8081/"}, scaled(20s));
   EXPECT_EQ(closed.code, 7) << "curl: 7 = could not connect (refused), 56 would be a reset: "
                             << closed.output;
 
   // The agent's metrics show the overlay (read inside its namespace).
-  auto metrics = pair_->run(0, {"curl", "-sS", "-m", "10",
-                                "http://" + agent_->ready()["prometheus"].get<std::string>() + "/metrics"});
+  auto metrics =
+      pair_->run(0, {"curl", "-sS", "-m", "10",
+                     "http://" + agent_->ready()["prometheus"].get<std::string>() + "/metrics"});
   EXPECT_NE(metrics.output.find("wsa_wg_handshakes_total{interface=\"overlay\"}"),
             std::string::npos)
       << metrics.output.substr(0, 2000);

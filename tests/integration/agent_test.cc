@@ -70,7 +70,9 @@ struct LifecycleCase {
   std::vector<std::string> after_stop;
 };
 
-void PrintTo(const LifecycleCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const LifecycleCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class AgentLifecycle : public ::testing::TestWithParam<LifecycleCase> {};
 
@@ -90,25 +92,28 @@ TEST_P(AgentLifecycle, ReportsEveryStateOnceInOrder) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, AgentLifecycle,
-    ::testing::Values(
-        LifecycleCase{"Ready", json::array({script("s", "echo ok", "run_on_start")}),
-                      {"starting", "ready"}, {"starting", "ready", "shutting_down", "off"}},
-        LifecycleCase{"StartError", json::array({script("s", "exit 3", "run_on_start")}),
-                      {"starting", "start_error"},
-                      {"starting", "start_error", "shutting_down", "off"}},
-        LifecycleCase{"StartTimeout", json::array({script("s", "sleep 60", "run_on_start", 1)}),
-                      {"starting", "start_timeout"},
-                      {"starting", "start_timeout", "shutting_down", "off"}},
-        LifecycleCase{"ShutdownError",
-                      json::array({script("s", "echo up", "run_on_start"),
-                                   script("t", "exit 1", "run_on_stop")}),
-                      {"starting", "ready"},
-                      {"starting", "ready", "shutting_down", "shutdown_error"}},
-        LifecycleCase{"ShutdownTimeout",
-                      json::array({script("s", "echo up", "run_on_start"),
-                                   script("t", "sleep 60", "run_on_stop", 1)}),
-                      {"starting", "ready"},
-                      {"starting", "ready", "shutting_down", "shutdown_timeout"}}),
+    ::testing::Values(LifecycleCase{"Ready",
+                                    json::array({script("s", "echo ok", "run_on_start")}),
+                                    {"starting", "ready"},
+                                    {"starting", "ready", "shutting_down", "off"}},
+                      LifecycleCase{"StartError",
+                                    json::array({script("s", "exit 3", "run_on_start")}),
+                                    {"starting", "start_error"},
+                                    {"starting", "start_error", "shutting_down", "off"}},
+                      LifecycleCase{"StartTimeout",
+                                    json::array({script("s", "sleep 60", "run_on_start", 1)}),
+                                    {"starting", "start_timeout"},
+                                    {"starting", "start_timeout", "shutting_down", "off"}},
+                      LifecycleCase{"ShutdownError",
+                                    json::array({script("s", "echo up", "run_on_start"),
+                                                 script("t", "exit 1", "run_on_stop")}),
+                                    {"starting", "ready"},
+                                    {"starting", "ready", "shutting_down", "shutdown_error"}},
+                      LifecycleCase{"ShutdownTimeout",
+                                    json::array({script("s", "echo up", "run_on_start"),
+                                                 script("t", "sleep 60", "run_on_stop", 1)}),
+                                    {"starting", "ready"},
+                                    {"starting", "ready", "shutting_down", "shutdown_timeout"}}),
     [](const ::testing::TestParamInfo<LifecycleCase>& i) { return i.param.name; });
 
 TEST(Agent, DeliversThreeThousandStopScriptLinesInOrder) {
@@ -172,8 +177,11 @@ TEST(Agent, ReportsExpandedDirectory) {
     std::string dir;
     std::string want;  // with HOME substituted
   };
-  std::vector<Case> cases = {{"", ""}, {"~", "HOME"}, {"src/project", "HOME/src/project"},
-                             {"$HOME", "HOME"}, {"~/a/../b", "HOME/b"}};
+  std::vector<Case> cases = {{"", ""},
+                             {"~", "HOME"},
+                             {"src/project", "HOME/src/project"},
+                             {"$HOME", "HOME"},
+                             {"~/a/../b", "HOME/b"}};
   json c = basicControldConfig();
   json agents = json::array();
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -199,7 +207,8 @@ TEST(Agent, ReportsExpandedDirectory) {
           return !view["startup"].is_null();
         },
         seconds(20)));
-    EXPECT_EQ(view["startup"]["expanded_directory"], want) << "directory \"" << cases[i].dir << "\"";
+    EXPECT_EQ(view["startup"]["expanded_directory"], want)
+        << "directory \"" << cases[i].dir << "\"";
   }
 }
 
@@ -243,17 +252,17 @@ TEST(Agent, AppHealthFollowsTheApp) {
   asio::io_context io;
   http::Router router;
   std::atomic<int> status{200};
-  router.addSync("GET", "/healthz", [&](http::Request&) { return http::Response::text(status, "x"); });
+  router.addSync("GET", "/healthz",
+                 [&](http::Request&) { return http::Response::text(status, "x"); });
   http::Server app(io, std::move(router));
   auto addr = app.listen("127.0.0.1:0");
   ASSERT_TRUE(addr.ok());
   std::thread t([&] { io.run(); });
-  ControldHarness cd(configWith(
-      {{"apps", json::array({{{"slug", "web"},
-                              {"healthcheck",
-                               {{"url", "http://" + *addr + "/healthz"},
-                                {"interval_seconds", 1},
-                                {"threshold", 2}}}}})}}));
+  ControldHarness cd(configWith({{"apps", json::array({{{"slug", "web"},
+                                                        {"healthcheck",
+                                                         {{"url", "http://" + *addr + "/healthz"},
+                                                          {"interval_seconds", 1},
+                                                          {"threshold", 2}}}}})}}));
   cd.start();
   AgentHarness agent(cd.controlUrl(), cd.agentToken());
   agent.start();
@@ -329,9 +338,10 @@ TEST(Agent, BadTokenRetriesWithBackoffAndNeverLogsTheToken) {
 }
 
 TEST(Agent, MetricsPassPromtoolAndCountRoutines) {
-  ControldHarness cd(configWith(
-      {{"scripts", json::array({script("s", "echo hi", "run_on_start")})},
-       {"metadata", json::array({{{"key", "k"}, {"script", "echo v"}, {"interval_seconds", 1}}})}}));
+  ControldHarness cd(
+      configWith({{"scripts", json::array({script("s", "echo hi", "run_on_start")})},
+                  {"metadata",
+                   json::array({{{"key", "k"}, {"script", "echo v"}, {"interval_seconds", 1}}})}}));
   cd.start();
   AgentHarness agent(cd.controlUrl(), cd.agentToken());
   agent.start();
@@ -368,10 +378,11 @@ TEST(Agent, MetricsPassPromtoolAndCountRoutines) {
 }
 
 TEST(Agent, TokenStaysOutOfProcessListAndChildren) {
-  ControldHarness cd(configWith(
-      {{"scripts", json::array({script("env", "env | grep -c WSA_AGENT_TOKEN || true; "
-                                              "cat /proc/$PPID/cmdline | tr '\\0' ' '",
-                                       "run_on_start")})}}));
+  ControldHarness cd(
+      configWith({{"scripts", json::array({script("env",
+                                                  "env | grep -c WSA_AGENT_TOKEN || true; "
+                                                  "cat /proc/$PPID/cmdline | tr '\\0' ' '",
+                                                  "run_on_start")})}}));
   cd.start();
   AgentHarness agent(cd.controlUrl(), cd.agentToken());
   agent.start();
@@ -410,8 +421,8 @@ TEST(Agent, AsPid1ReapsOrphansAndForwardsSignals) {
   // Zombies stay in their parent's children list until reaped.
   auto children = [](pid_t pid) {
     std::vector<pid_t> out;
-    std::istringstream in(readText("/proc/" + std::to_string(pid) + "/task/" +
-                                   std::to_string(pid) + "/children"));
+    std::istringstream in(
+        readText("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children"));
     pid_t c;
     while (in >> c) out.push_back(c);
     return out;
@@ -442,7 +453,8 @@ namespace {
 
 TEST(Agent, ProcessPriorityManagementLowersChildren) {
   ControldHarness cd(configWith(
-      {{"scripts", json::array({script("prio", "cat /proc/self/oom_score_adj; nice", "run_on_start")})}}));
+      {{"scripts",
+        json::array({script("prio", "cat /proc/self/oom_score_adj; nice", "run_on_start")})}}));
   cd.start();
   // The agent's own values are the defaults (0, 0): children get OOM score 998 and nice 5.
   AgentHarness::Options ao;
@@ -460,8 +472,8 @@ TEST(Agent, DebugEndpointsRedactSecretsAndServeTheLog) {
   ControldHarness cd(configWith(
       {{"environment_variables", {{"API_URL", "https://internal.example"}}},
        {"secrets", json::array({{{"env_name", "DB_PASSWORD"}, {"value", "hunter2-secret"}}})},
-       {"scripts", json::array({script("s", "echo \"secret length ${#DB_PASSWORD}\"",
-                                       "run_on_start")})}}));
+       {"scripts",
+        json::array({script("s", "echo \"secret length ${#DB_PASSWORD}\"", "run_on_start")})}}));
   cd.start();
   AgentHarness agent(cd.controlUrl(), cd.agentToken());
   agent.start();
@@ -485,7 +497,8 @@ TEST(Agent, DebugEndpointsRedactSecretsAndServeTheLog) {
       [&] {
         auto [scode, body] = agent.debugGet("/debug/state");
         st = body;
-        return scode == 200 && json::parse(body, nullptr, false).value("lifecycle_reported", "") == "ready";
+        return scode == 200 &&
+               json::parse(body, nullptr, false).value("lifecycle_reported", "") == "ready";
       },
       seconds(10)))
       << st;

@@ -40,8 +40,9 @@ class ClientTest : public ::testing::Test {
     }
   }
   std::vector<std::string> wsa(const std::string& user, std::vector<std::string> args) {
-    std::vector<std::string> argv = {WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
-                                     tmp_.file(user + ".token"), "--connect-timeout", "20"};
+    std::vector<std::string> argv = {
+        WSA_CLIENT_PATH,     "--url", cd_->controlUrl(), "--token-file", tmp_.file(user + ".token"),
+        "--connect-timeout", "20"};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
@@ -53,11 +54,11 @@ class ClientTest : public ::testing::Test {
   }
   SplitResult ssh(const std::string& command, const std::string& input = "",
                   std::vector<std::string> wsa_options = {}) {
-    return runSplit({"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
-                     "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
-                     "ProxyCommand=" + proxyCommand(std::move(wsa_options)), "someone@dev",
-                     command},
-                    scaled(60s), {}, input);
+    return runSplit(
+        {"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+         "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
+         "ProxyCommand=" + proxyCommand(std::move(wsa_options)), "someone@dev", command},
+        scaled(60s), {}, input);
   }
   // Sends 8 MiB of pseudo-random bytes up through ssh and compares the remote checksum.
   void uploadChecksummed(uint32_t seed, std::vector<std::string> wsa_options = {}) {
@@ -86,7 +87,8 @@ class ClientTest : public ::testing::Test {
     EXPECT_TRUE(waitUntil(
         [&] {
           err = readText(tmp_.file("forward.err"));
-          return std::regex_search(err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port \d+)")) &&
+          return std::regex_search(
+                     err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port \d+)")) &&
                  err.find(also) != std::string::npos;
         },
         scaled(30s)))
@@ -145,8 +147,8 @@ TEST_F(ClientTest, ProxyReachesTheHttpApiAndReportsErrorsClearly) {
                               << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
   }
-  auto no_token = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "proxy", "dev"},
-                           scaled(10s));
+  auto no_token =
+      runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "proxy", "dev"}, scaled(10s));
   EXPECT_EQ(no_token.code, 2);
   EXPECT_NE(no_token.err.find("token"), std::string::npos) << no_token.err;
   // Tokens never show up in what the client prints.
@@ -183,8 +185,9 @@ TEST_F(ClientTest, RelayAlwaysCarriesSshThroughTheControlServer) {
   EXPECT_GT(controldMetric("wsa_controld_relay_packets_total{result=\"forwarded\"}"), 5000.0);
   EXPECT_GT(metricValue(agent_->metrics(), "wsa_overlay_relay_packets_received_total"), 5000.0);
   EXPECT_EQ(metricValue(agent_->metrics(), "wsa_overlay_relay_connected"), 1.0);
-  auto api = runSplit(wsa("alice", {"--log-level", "info", "--relay", "always", "proxy", "dev", "4"}),
-                      scaled(30s), {}, "GET / HTTP/1.0\r\n\r\n");
+  auto api =
+      runSplit(wsa("alice", {"--log-level", "info", "--relay", "always", "proxy", "dev", "4"}),
+               scaled(30s), {}, "GET / HTTP/1.0\r\n\r\n");
   EXPECT_EQ(api.code, 0) << api.err;
   EXPECT_NE(api.out.find("HTTP/1.1 200"), std::string::npos) << api.out;
   EXPECT_NE(api.err.find("through the control server's relay"), std::string::npos) << api.err;
@@ -201,8 +204,8 @@ TEST_F(ClientTest, SpeedtestBothWaysDirectAndThroughTheRelay) {
       auto j = nlohmann::json::parse(r.out, nullptr, false);
       ASSERT_FALSE(j.is_discarded()) << r.out;
       EXPECT_EQ(j["direction"], direction) << r.out;
-      EXPECT_GT(j["total"]["bytes"].get<double>(), 100000.0) << relay << " " << direction << ": "
-                                                             << r.out;
+      EXPECT_GT(j["total"]["bytes"].get<double>(), 100000.0)
+          << relay << " " << direction << ": " << r.out;
     }
   }
   // People get a table; a bad duration is a command-line error.
@@ -233,8 +236,8 @@ TEST_F(ClientNoDirectPathTest, AutoFallsBackToTheRelay) {
       << api.err;
   // A forwarder finds the path before its first local connection.
   std::string local;
-  auto fwd = startForward({"--log-level", "info", "forward", "dev", "0:4"}, &local,
-                          "using the relay");
+  auto fwd =
+      startForward({"--log-level", "info", "forward", "dev", "0:4"}, &local, "using the relay");
   ASSERT_FALSE(local.empty());
   auto r = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
   EXPECT_EQ(r.status, 200) << r.error;
@@ -243,10 +246,10 @@ TEST_F(ClientNoDirectPathTest, AutoFallsBackToTheRelay) {
 }
 
 TEST_F(ClientNoDirectPathTest, RelayNeverFailsClearly) {
-  auto r = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
-                     tmp_.file("alice.token"), "--connect-timeout", "5", "--relay", "never",
-                     "proxy", "dev", "4"},
-                    scaled(30s), {}, "");
+  auto r = runSplit(
+      {WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file", tmp_.file("alice.token"),
+       "--connect-timeout", "5", "--relay", "never", "proxy", "dev", "4"},
+      scaled(30s), {}, "");
   EXPECT_EQ(r.code, 1) << r.err;
   // However it ends (the TCP connect giving up, or the deadline), it says why.
   EXPECT_NE(r.err.find("no WireGuard handshake completed over UDP to 127.0.0.1:9 (--relay never)"),

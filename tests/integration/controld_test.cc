@@ -200,8 +200,8 @@ TEST_P(ControldTransport, EventStreamMarksConnectedAndDeliversBannerAndShutdown)
   ASSERT_TRUE(stream->Read(&ev));
   ASSERT_TRUE(ev.has_hello());
   EXPECT_FALSE(ev.hello().server_version().empty());
-  EXPECT_TRUE(waitUntil([&] { return cd.agentView()["connected"].get<bool>(); },
-                        std::chrono::seconds(10)));
+  EXPECT_TRUE(
+      waitUntil([&] { return cd.agentView()["connected"].get<bool>(); }, std::chrono::seconds(10)));
 
   auto put = httpRequest("PUT", "http://" + cd.httpAddress() + "/api/v1/banner",
                          R"({"enabled": true, "message": "maintenance at 6"})",
@@ -211,7 +211,8 @@ TEST_P(ControldTransport, EventStreamMarksConnectedAndDeliversBannerAndShutdown)
   ASSERT_TRUE(stream->Read(&ev));
   EXPECT_TRUE(ev.has_banners_changed());
   v1::GetAnnouncementBannersResponse banners;
-  ASSERT_TRUE(c.agent->GetAnnouncementBanners(callContext(cd.agentToken()).get(), {}, &banners).ok());
+  ASSERT_TRUE(
+      c.agent->GetAnnouncementBanners(callContext(cd.agentToken()).get(), {}, &banners).ok());
   EXPECT_EQ(banners.announcement_banners(0).message(), "maintenance at 6");
 
   auto shut = httpRequest("POST", "http://" + cd.httpAddress() + "/api/v1/agents/dev/shutdown",
@@ -247,9 +248,9 @@ TEST(Controld, RefusesMissingWrongAndMisplacedTokensWithoutLoggingThem) {
     std::string token;
     grpc::StatusCode code;
   };
-  for (const auto& k : {Case{"", grpc::StatusCode::UNAUTHENTICATED},
-                        Case{wrong, grpc::StatusCode::UNAUTHENTICATED},
-                        Case{cd.userToken(), grpc::StatusCode::PERMISSION_DENIED}}) {
+  for (const auto& k :
+       {Case{"", grpc::StatusCode::UNAUTHENTICATED}, Case{wrong, grpc::StatusCode::UNAUTHENTICATED},
+        Case{cd.userToken(), grpc::StatusCode::PERMISSION_DENIED}}) {
     v1::Manifest m;
     EXPECT_EQ(c.agent->GetManifest(callContext(k.token).get(), {}, &m).error_code(), k.code);
     v1::UpdateLifecycleRequest lr;
@@ -369,7 +370,9 @@ struct BadConfig {
   std::string expected;
 };
 
-void PrintTo(const BadConfig& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const BadConfig& b, std::ostream* os) {
+  *os << b.name;
+}
 
 class ControldBadConfig : public ::testing::TestWithParam<BadConfig> {};
 
@@ -420,14 +423,15 @@ TEST(Controld, KeepsServingWhenItsLogOutputGoesAway) {
   // stdout and stderr are a pipe nobody reads any more (a closed terminal, a `tee` that got
   // the terminal's Ctrl-C): writing a log line must not kill the server (SIGPIPE).
   ControldHarness::Options o;
-  o.wrapper = {"python3", "-c",
-               "import os, signal, sys\n"
-               "signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # python ignores it; exec keeps that\n"
-               "r, w = os.pipe()\n"
-               "os.close(r)\n"
-               "os.dup2(w, 1)\n"
-               "os.dup2(w, 2)\n"
-               "os.execv(sys.argv[1], sys.argv[1:])\n"};
+  o.wrapper = {
+      "python3", "-c",
+      "import os, signal, sys\n"
+      "signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # python ignores it; exec keeps that\n"
+      "r, w = os.pipe()\n"
+      "os.close(r)\n"
+      "os.dup2(w, 1)\n"
+      "os.dup2(w, 2)\n"
+      "os.execv(sys.argv[1], sys.argv[1:])\n"};
   ControldHarness cd(basicControldConfig(), o);
   cd.start();  // it has logged that it serves by now
   ControlClient c(cd.controlUrl());
@@ -458,7 +462,9 @@ TEST(Controld, ServesTlsForHttpsUrls) {
   EXPECT_TRUE(st.ok()) << st.error_message();
   // A plaintext client cannot talk to the TLS listener.
   ControlClient plain("http://" + cd.grpcTarget());
-  EXPECT_FALSE(plain.agent->GetManifest(callContext(cd.agentToken(), std::chrono::seconds(3)).get(), {}, &m).ok());
+  EXPECT_FALSE(
+      plain.agent->GetManifest(callContext(cd.agentToken(), std::chrono::seconds(3)).get(), {}, &m)
+          .ok());
 }
 
 TEST(Controld, SigtermEndsOpenStreamsAndExitsCleanly) {

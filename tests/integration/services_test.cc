@@ -27,9 +27,13 @@ using json = nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-int portOf(const std::string& hostport) { return std::stoi(hostport.substr(hostport.rfind(':') + 1)); }
+int portOf(const std::string& hostport) {
+  return std::stoi(hostport.substr(hostport.rfind(':') + 1));
+}
 
-bool processAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+bool processAlive(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
 
 std::string screenDump(term::ScreenModel& m) {
   int r = 0, c = 0;
@@ -168,16 +172,22 @@ TEST_F(ServicesTest, FullScreenProgramIsRestoredOnReattach) {
   away->close();
 
   TempDir d;
-  stay->input("vim -N -u NONE -i NONE -n -c 'set number laststatus=2 ruler' " + d.file("f.txt") + "\r");
+  stay->input("vim -N -u NONE -i NONE -n -c 'set number laststatus=2 ruler' " + d.file("f.txt") +
+              "\r");
   ASSERT_TRUE(stay->waitFor([&](const std::string&) { return stay->screen().altScreen(); },
                             scaled(seconds(15))))
       << screenDump(stay->screen());
   // Enough lines to scroll the window, then a cursor position in the middle of the text.
   std::string text = "i";
-  for (int i = 1; i <= 40; ++i) text += "line " + std::to_string(i) + " with \xc3\xa9t\xc3\xa9 text\r";
-  stay->input(text + "\x1b" "20G:echo 'done-' . (6*7)\r");
+  for (int i = 1; i <= 40; ++i)
+    text += "line " + std::to_string(i) + " with \xc3\xa9t\xc3\xa9 text\r";
+  stay->input(text +
+              "\x1b"
+              "20G:echo 'done-' . (6*7)\r");
   ASSERT_TRUE(stay->waitFor(
-      [&](const std::string&) { return stay->screen().text().find("done-42") != std::string::npos; },
+      [&](const std::string&) {
+        return stay->screen().text().find("done-42") != std::string::npos;
+      },
       scaled(seconds(15))))
       << screenDump(stay->screen());
 
@@ -195,7 +205,8 @@ TEST_F(ServicesTest, FullScreenProgramIsRestoredOnReattach) {
     stay->pump(milliseconds(10));
     back->pump(milliseconds(10));
   }
-  ASSERT_TRUE(same()) << "never detached:\n" << screenDump(stay->screen()) << "\nreattached:\n"
+  ASSERT_TRUE(same()) << "never detached:\n"
+                      << screenDump(stay->screen()) << "\nreattached:\n"
                       << screenDump(back->screen());
   EXPECT_TRUE(back->screen().altScreen());
   EXPECT_NE(back->screen().text().find("line 40 with été text"), std::string::npos);
@@ -211,7 +222,8 @@ TEST_F(ServicesTest, FullScreenProgramIsRestoredOnReattach) {
     stay->pump(milliseconds(10));
     back->pump(milliseconds(10));
   }
-  EXPECT_TRUE(settled()) << "never detached:\n" << screenDump(stay->screen()) << "\nreattached:\n"
+  EXPECT_TRUE(settled()) << "never detached:\n"
+                         << screenDump(stay->screen()) << "\nreattached:\n"
                          << screenDump(back->screen());
 }
 
@@ -327,7 +339,9 @@ TEST_F(ServicesTest, InputBeyondTheBoundIsDroppedAndCounted) {
   std::string chunk(60000, 'k');
   for (int i = 0; i < 40; ++i) a->input(chunk);  // 2.4 MB
   EXPECT_TRUE(waitUntil(
-      [&] { return metric("wsa_agent_reconnecting_pty_errors_total{reason=\"input_overflow\"}") > 0; },
+      [&] {
+        return metric("wsa_agent_reconnecting_pty_errors_total{reason=\"input_overflow\"}") > 0;
+      },
       scaled(seconds(10))));
   // Still attached: a second client sees the same session alive.
   EXPECT_EQ(metric("wsa_agent_reconnecting_pty_sessions"), 1.0);
@@ -338,9 +352,9 @@ TEST_F(ServicesTest, PtyConnectionsAreCountedAndAudited) {
   start();
   auto a = attach("audit");
   ASSERT_TRUE(shellRun(*a, "echo counted", "counted"));
-  ASSERT_TRUE(waitUntil(
-      [&] { return cd_->agentView()["stats"]["session_count_reconnecting_pty"] == "1"; },
-      scaled(seconds(15))))
+  ASSERT_TRUE(
+      waitUntil([&] { return cd_->agentView()["stats"]["session_count_reconnecting_pty"] == "1"; },
+                scaled(seconds(15))))
       << cd_->agentView()["stats"].dump();
   EXPECT_EQ(metric("wsa_agent_reconnecting_pty_connections"), 1.0);
   EXPECT_EQ(metric("wsa_agent_reconnecting_pty_sessions"), 1.0);
@@ -363,12 +377,12 @@ TEST_F(ServicesTest, PtyConnectionsAreCountedAndAudited) {
   // A command's exit code is what the disconnect reports.
   auto b = attach("audit-3", "exit 3");
   ASSERT_TRUE(b->waitForEof(scaled(seconds(10))));
-  ASSERT_TRUE(waitUntil([&] { return cd_->agentView()["connections"].size() >= 4; },
-                        scaled(seconds(10))));
+  ASSERT_TRUE(
+      waitUntil([&] { return cd_->agentView()["connections"].size() >= 4; }, scaled(seconds(10))));
   EXPECT_EQ(cd_->agentView()["connections"][3]["status_code"], 3);
-  EXPECT_TRUE(waitUntil(
-      [&] { return cd_->agentView()["stats"]["session_count_reconnecting_pty"] == "0"; },
-      scaled(seconds(15))));
+  EXPECT_TRUE(
+      waitUntil([&] { return cd_->agentView()["stats"]["session_count_reconnecting_pty"] == "0"; },
+                scaled(seconds(15))));
 }
 
 TEST_F(ServicesTest, ShutdownEndsPtySessions) {
@@ -438,7 +452,8 @@ TEST_F(ServicesTest, SpeedtestRejectsBadConfigsWithAMessage) {
   };
   std::vector<Case> cases = {
       {"not json\n", "not a JSON object"},
-      {"{\"version\":2,\"direction\":\"download\",\"duration_ms\":1000}\n", "unsupported version 2"},
+      {"{\"version\":2,\"direction\":\"download\",\"duration_ms\":1000}\n",
+       "unsupported version 2"},
       {"{\"version\":1,\"direction\":\"sideways\",\"duration_ms\":1000}\n", "sideways"},
       {"{\"version\":1,\"direction\":\"upload\",\"duration_ms\":0}\n", "outside 1000..30000"},
       {"{\"version\":1,\"direction\":\"upload\",\"duration_ms\":3600000}\n", "outside 1000..30000"},
@@ -563,8 +578,7 @@ TEST_F(ServicesTest, BadListenAddressesAreClearErrors) {
   cd_->start();
   TempDir d;
   writeText(d.file("token"), cd_->agentToken());
-  for (auto [flag, value, expect] :
-       std::vector<std::tuple<std::string, std::string, std::string>>{
+  for (auto [flag, value, expect] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"--pty-listen", "nonsense", "--pty-listen"},
            {"--speedtest-listen", "300.1.1.1:5", "is not an IP address"},
            {"--api-listen", "127.0.0.1:99999", "--api-listen"},
@@ -577,8 +591,8 @@ TEST_F(ServicesTest, BadListenAddressesAreClearErrors) {
            {"--overlay-port", "70000", "--overlay-port"},
            {"--no-such-flag", "x", "--no-such-flag"}}) {
     auto r = runSplit({agentPath(), "--url", cd_->controlUrl(), "--token-file", d.file("token"),
-                       "--log-dir", d.path(), "--data-dir", d.file("state"),
-                       "--prometheus-address", "", "--debug-address", "", flag, value},
+                       "--log-dir", d.path(), "--data-dir", d.file("state"), "--prometheus-address",
+                       "", "--debug-address", "", flag, value},
                       scaled(seconds(10)));
     EXPECT_EQ(r.code, 2) << flag << " " << value << ": " << r.err;
     EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;

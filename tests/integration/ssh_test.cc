@@ -1,13 +1,12 @@
 // The agent's SSH server driven by the real OpenSSH tools: ssh, scp, sftp (and tmux for PTYs).
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <filesystem>
 #include <fstream>
@@ -95,17 +94,16 @@ TEST_F(SshTest, ExecOutputStreamsExitCodesAndStdinEof) {
 
 TEST_F(SshTest, HugeOutputIsDeliveredCompletely) {
   start();
-  auto r = runSplit({"sh", "-c", "ssh -F " + client_.configPath() +
-                                     " test-host 'seq 1 2000000' | sha256sum"},
-                    seconds(60));
+  auto r = runSplit(
+      {"sh", "-c", "ssh -F " + client_.configPath() + " test-host 'seq 1 2000000' | sha256sum"},
+      seconds(60));
   auto ref = runSplit({"sh", "-c", "seq 1 2000000 | sha256sum"}, seconds(30));
   EXPECT_EQ(r.out, ref.out);
 }
 
 TEST_F(SshTest, EnvironmentPrecedenceAndSessionVariables) {
   start({{"environment_variables", {{"FROM_MANIFEST", "m"}, {"BOTH", "manifest wins"}}}});
-  auto r = client_.ssh({"-o", "SetEnv=BOTH=session FROM_CLIENT=c WSA_SSH_SESSION_TYPE=vscode",
-                        "--",
+  auto r = client_.ssh({"-o", "SetEnv=BOTH=session FROM_CLIENT=c WSA_SSH_SESSION_TYPE=vscode", "--",
                         "echo $FROM_MANIFEST $BOTH $FROM_CLIENT; "
                         "env | grep -c WSA_SSH_SESSION_TYPE; "
                         "echo $USER $LOGNAME $HOME $SHELL; echo $SSH_CONNECTION; echo $SSH_CLIENT; "
@@ -120,7 +118,8 @@ TEST_F(SshTest, EnvironmentPrecedenceAndSessionVariables) {
   std::getline(in, line);
   EXPECT_NE(line.find(agent_->home()), std::string::npos) << line;
   std::getline(in, line);
-  EXPECT_NE(line.find(" 127.0.0.1 " + std::to_string(agent_->sshPort())), std::string::npos) << line;
+  EXPECT_NE(line.find(" 127.0.0.1 " + std::to_string(agent_->sshPort())), std::string::npos)
+      << line;
   std::getline(in, line);
   EXPECT_EQ(line.rfind("127.0.0.1 ", 0), 0u) << line;
   std::getline(in, line);
@@ -145,11 +144,10 @@ TEST_F(SshTest, SftpAndScpMoveBinaryFilesIntact) {
   writeRandom(local.file("blob"), 3 * 1024 * 1024 + 17, 1);
   std::string remote_dir = agent_->home() + "/xfer";
   std::filesystem::create_directories(remote_dir);
-  auto s = client_.sftp("put " + local.file("blob") + " " + remote_dir + "/blob\n" +
-                        "ls -l " + remote_dir + "\n" +
-                        "rename " + remote_dir + "/blob " + remote_dir + "/renamed\n" +
-                        "get " + remote_dir + "/renamed " + local.file("back") + "\n" +
-                        "rm " + remote_dir + "/renamed\n");
+  auto s = client_.sftp("put " + local.file("blob") + " " + remote_dir + "/blob\n" + "ls -l " +
+                        remote_dir + "\n" + "rename " + remote_dir + "/blob " + remote_dir +
+                        "/renamed\n" + "get " + remote_dir + "/renamed " + local.file("back") +
+                        "\n" + "rm " + remote_dir + "/renamed\n");
   ASSERT_EQ(s.code, 0) << s.err << s.out;
   EXPECT_NE(s.out.find("blob"), std::string::npos);
   EXPECT_EQ(sha256File(local.file("back")), sha256File(local.file("blob")));
@@ -192,7 +190,8 @@ class LineServer {
     for (int attempt = 0; attempt < 20 && port == 0; ++attempt) {
       int candidate = freePort();
       Process::Options o;
-      o.argv = {"socat", "TCP-LISTEN:" + std::to_string(candidate) + ",bind=127.0.0.1,reuseaddr,fork",
+      o.argv = {"socat",
+                "TCP-LISTEN:" + std::to_string(candidate) + ",bind=127.0.0.1,reuseaddr,fork",
                 "SYSTEM:echo " + reply};
       auto p = Process::start(o);
       bool up = waitUntil(
@@ -218,12 +217,11 @@ class LineServer {
 };
 
 std::string fetchLine(int port) {
-  auto r = runSplit({"bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
-                                     "; head -1 <&3"},
-                    seconds(10));
+  auto r = runSplit(
+      {"bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) + "; head -1 <&3"},
+      seconds(10));
   return std::string(trimView(r.out));  // empty when nothing answers
 }
-
 
 TEST_F(SshTest, LocalAndRemotePortForwarding) {
   start();
@@ -231,10 +229,9 @@ TEST_F(SshTest, LocalAndRemotePortForwarding) {
   ASSERT_NE(workspace_service.port(), 0);
   int local = freePort();
   Process::Options lo;
-  lo.argv = client_.sshArgv({"-N", "-o", "ExitOnForwardFailure=yes", "-L",
-                             std::to_string(local) + ":127.0.0.1:" +
-                                 std::to_string(workspace_service.port()),
-                             "--"});
+  lo.argv = client_.sshArgv(
+      {"-N", "-o", "ExitOnForwardFailure=yes", "-L",
+       std::to_string(local) + ":127.0.0.1:" + std::to_string(workspace_service.port()), "--"});
   auto l = Process::start(lo);
   std::string got;
   EXPECT_TRUE(waitUntil([&] { return (got = fetchLine(local)) == "from-workspace"; }, seconds(15)))
@@ -244,10 +241,9 @@ TEST_F(SshTest, LocalAndRemotePortForwarding) {
   LineServer client_service("from-client");
   int remote = freePort();
   Process::Options ro;
-  ro.argv = client_.sshArgv({"-N", "-o", "ExitOnForwardFailure=yes", "-R",
-                             std::to_string(remote) + ":127.0.0.1:" +
-                                 std::to_string(client_service.port()),
-                             "--"});
+  ro.argv = client_.sshArgv(
+      {"-N", "-o", "ExitOnForwardFailure=yes", "-R",
+       std::to_string(remote) + ":127.0.0.1:" + std::to_string(client_service.port()), "--"});
   auto r = Process::start(ro);
   EXPECT_TRUE(waitUntil([&] { return (got = fetchLine(remote)) == "from-client"; }, seconds(15)))
       << got;
@@ -256,9 +252,9 @@ TEST_F(SshTest, LocalAndRemotePortForwarding) {
   EXPECT_TRUE(waitUntil([&] { return fetchLine(remote).empty(); }, seconds(10)));
 
   // Port 0: the server picks one and tells the client.
-  auto zero = client_.ssh({"-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO", "-R",
-                           "0:127.0.0.1:" + std::to_string(client_service.port()), "--",
-                           "echo ok"});
+  auto zero =
+      client_.ssh({"-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO", "-R",
+                   "0:127.0.0.1:" + std::to_string(client_service.port()), "--", "echo ok"});
   EXPECT_EQ(zero.code, 0) << zero.err;
   EXPECT_NE(zero.err.find("Allocated port"), std::string::npos) << zero.err;
 }
@@ -284,8 +280,8 @@ TEST_F(SshTest, AgentForwardingExposesTheClientsKeys) {
 
 TEST_F(SshTest, X11ForwardingSetsDisplayAndXauthority) {
   start();
-  auto r = client_.ssh({"-X", "-o", "ForwardX11Trusted=yes", "--", "echo $DISPLAY; xauth list"},
-                       "", seconds(30), {"DISPLAY=:99"});
+  auto r = client_.ssh({"-X", "-o", "ForwardX11Trusted=yes", "--", "echo $DISPLAY; xauth list"}, "",
+                       seconds(30), {"DISPLAY=:99"});
   ASSERT_EQ(r.code, 0) << r.err;
   std::istringstream in(r.out);
   std::string display;
@@ -310,8 +306,8 @@ TEST_F(SshTest, BlockedModesAnswerLikeTheReference) {
   EXPECT_NE(exec.err.find("File transfer has been disabled."), std::string::npos) << exec.err;
   // Other commands still work.
   EXPECT_EQ(client_.ssh({"--", "echo fine"}).out, "fine\n");
-  auto lf = client_.ssh({"-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO", "-W",
-                         "127.0.0.1:22"});
+  auto lf =
+      client_.ssh({"-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO", "-W", "127.0.0.1:22"});
   EXPECT_NE(lf.code, 0);
   EXPECT_NE(lf.err.find("administratively prohibited"), std::string::npos) << lf.err;
   auto rf = client_.ssh({"-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9", "--", "true"});
@@ -337,8 +333,9 @@ TEST_F(SshTest, TwentyConcurrentSessionsEachMoveTenMiB) {
       // Up: 10 MiB in, checksum out. Down: 10 MiB out of the workspace, checksummed here.
       auto up = runSplit(client_.sshArgv({"--", "sha256sum"}), seconds(120), {},
                          readText(local.file("ten")));
-      auto down = runSplit({"sh", "-c", "ssh -F " + client_.configPath() + " test-host 'cat " +
-                                            local.file("ten") + "' | sha256sum"},
+      auto down = runSplit({"sh", "-c",
+                            "ssh -F " + client_.configPath() + " test-host 'cat " +
+                                local.file("ten") + "' | sha256sum"},
                            seconds(120));
       (void)i;
       return std::make_pair(up.out.substr(0, 64) + up.err, down.out.substr(0, 64) + down.err);
@@ -392,8 +389,8 @@ TEST_F(SshTest, SessionsAreCountedInStatsAndMetrics) {
       << cd_->agentView()["stats"].dump();
   EXPECT_NE(agent_->metrics().find("wsa_agent_ssh_sessions{type=\"ssh\"} 1"), std::string::npos);
   held->kill();
-  EXPECT_TRUE(waitUntil(
-      [&] { return cd_->agentView()["stats"]["session_count_ssh"] == "0"; }, seconds(15)));
+  EXPECT_TRUE(waitUntil([&] { return cd_->agentView()["stats"]["session_count_ssh"] == "0"; },
+                        seconds(15)));
 }
 
 TEST_F(SshTest, GracefulShutdownEndsSessionsWithinItsBound) {
@@ -401,8 +398,12 @@ TEST_F(SshTest, GracefulShutdownEndsSessionsWithinItsBound) {
   Process::Options o;
   o.argv = client_.sshArgv({"-tt", "--", "sleep 300"});
   auto held = Process::start(o);
-  ASSERT_TRUE(waitUntil([&] { return agent_->metrics().find("wsa_agent_ssh_sessions{type=\"ssh\"} 1") != std::string::npos; },
-                        seconds(15)));
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        return agent_->metrics().find("wsa_agent_ssh_sessions{type=\"ssh\"} 1") !=
+               std::string::npos;
+      },
+      seconds(15)));
   auto start_t = std::chrono::steady_clock::now();
   EXPECT_EQ(agent_->stop(), 0) << agent_->log();
   EXPECT_LT(std::chrono::steady_clock::now() - start_t, seconds(15));
@@ -434,9 +435,9 @@ class Tmux {
     socket_ = dir_.file("tmux.sock");
     std::string cmd;
     for (const auto& a : command) cmd += "'" + a + "' ";
-    auto r = run({"tmux", "-S", socket_, "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
-                  cmd},
-                 std::chrono::seconds(10), {"TERM=xterm-256color"});
+    auto r =
+        run({"tmux", "-S", socket_, "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", cmd},
+            std::chrono::seconds(10), {"TERM=xterm-256color"});
     ok_ = r.code == 0;
   }
   ~Tmux() { run({"tmux", "-S", socket_, "kill-server"}, std::chrono::seconds(10)); }
@@ -450,14 +451,18 @@ class Tmux {
         .output;
   }
   bool waitFor(const std::string& text, std::chrono::milliseconds t = std::chrono::seconds(15)) {
-    return waitUntil([&] { return screen().find(text) != std::string::npos; }, t, std::chrono::milliseconds(50));
+    return waitUntil([&] { return screen().find(text) != std::string::npos; }, t,
+                     std::chrono::milliseconds(50));
   }
   void resize(int cols, int rows) {
     run({"tmux", "-S", socket_, "resize-window", "-t", "t", "-x", std::to_string(cols), "-y",
          std::to_string(rows)},
         std::chrono::seconds(10));
   }
-  bool alive() { return run({"tmux", "-S", socket_, "has-session", "-t", "t"}, std::chrono::seconds(10)).code == 0; }
+  bool alive() {
+    return run({"tmux", "-S", socket_, "has-session", "-t", "t"}, std::chrono::seconds(10)).code ==
+           0;
+  }
 
  private:
   TempDir dir_;
@@ -561,13 +566,14 @@ namespace {
 TEST_F(SshTest, UnixSocketForwardingFailsCleanly) {
   start();
   TempDir d;
-  auto r = client_.ssh({"-o", "ExitOnForwardFailure=yes", "-R", d.file("r.sock") + ":/run/x.sock",
-                        "--", "echo up"},
-                       "", seconds(20));
+  auto r = client_.ssh(
+      {"-o", "ExitOnForwardFailure=yes", "-R", d.file("r.sock") + ":/run/x.sock", "--", "echo up"},
+      "", seconds(20));
   EXPECT_EQ(r.code, 255);
   EXPECT_NE(r.err.find("remote port forwarding failed"), std::string::npos) << r.err;
   Process::Options o;
-  o.argv = client_.sshArgv({"-o", "LogLevel=INFO", "-N", "-L", d.file("l.sock") + ":/run/x.sock", "--"});
+  o.argv =
+      client_.sshArgv({"-o", "LogLevel=INFO", "-N", "-L", d.file("l.sock") + ":/run/x.sock", "--"});
   o.stderr_path = d.file("l.err");
   auto l = Process::start(o);
   ASSERT_TRUE(waitUntil([&] { return pathExists(d.file("l.sock")); }, seconds(10)));

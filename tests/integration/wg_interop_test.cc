@@ -29,8 +29,12 @@ constexpr size_t kTransferBytes = 100u << 20;  // 100 MiB
 const char* const kOurPort = "51820";
 const char* const kGoPort = "51821";
 
-std::string overlay4(int side) { return side == 0 ? "100.64.77.1" : "100.64.77.2"; }
-std::string overlay6(int side) { return side == 0 ? "fd7a:115c:a1e0:77::1" : "fd7a:115c:a1e0:77::2"; }
+std::string overlay4(int side) {
+  return side == 0 ? "100.64.77.1" : "100.64.77.2";
+}
+std::string overlay6(int side) {
+  return side == 0 ? "fd7a:115c:a1e0:77::1" : "fd7a:115c:a1e0:77::2";
+}
 
 // One request on a WireGuard configuration socket; the answer's key=value lines (the last
 // value of a repeated key wins, fine for one peer).
@@ -136,8 +140,12 @@ class WgInteropTest : public ::testing::Test {
   void startBoth(bool netstack = false) {
     netstack_ = netstack;
     Process::Options o;
-    o.argv = {WSA_WG_PATH, "--log-level", "debug", "--metrics-listen",
-              "unix:" + tmp_.file("metrics.sock"), if_[0]};
+    o.argv = {WSA_WG_PATH,
+              "--log-level",
+              "debug",
+              "--metrics-listen",
+              "unix:" + tmp_.file("metrics.sock"),
+              if_[0]};
     if (netstack) o.argv.insert(o.argv.end() - 1, {"--netstack", overlay4(0) + "," + overlay6(0)});
     o.argv = pair_->exec(0, o.argv);
     o.stdout_path = o.stderr_path = tmp_.file("0.log");
@@ -152,11 +160,17 @@ class WgInteropTest : public ::testing::Test {
   // `wg set` on `side` for its peer (the other side); `peer_key` overrides the peer's public key.
   void configure(int side, bool with_endpoint, const std::string& peer_key = "") {
     int other = 1 - side;
-    std::vector<std::string> argv = {"wg",          "set",        if_[side],
-                                     "listen-port", side == 0 ? kOurPort : kGoPort,
-                                     "private-key", key_[side],   "peer",
+    std::vector<std::string> argv = {"wg",
+                                     "set",
+                                     if_[side],
+                                     "listen-port",
+                                     side == 0 ? kOurPort : kGoPort,
+                                     "private-key",
+                                     key_[side],
+                                     "peer",
                                      peer_key.empty() ? pub_[other] : peer_key,
-                                     "allowed-ips", overlay4(other) + "/32," + overlay6(other) + "/128"};
+                                     "allowed-ips",
+                                     overlay4(other) + "/32," + overlay6(other) + "/128"};
     if (with_endpoint) {
       argv.push_back("endpoint");
       argv.push_back(pair_->underlay(other) + ":" + (other == 0 ? kOurPort : kGoPort));
@@ -199,8 +213,8 @@ class WgInteropTest : public ::testing::Test {
     t.sum_path = tmp_.file("sum" + std::to_string(port));
     std::string listen = (family == 6 ? "TCP6-LISTEN:" : "TCP4-LISTEN:") + std::to_string(port);
     Process::Options r;
-    r.argv = pair_->exec(to, {"sh", "-c", "socat -u " + listen + ",reuseaddr - | sha256sum > " +
-                                              t.sum_path});
+    r.argv = pair_->exec(
+        to, {"sh", "-c", "socat -u " + listen + ",reuseaddr - | sha256sum > " + t.sum_path});
     t.receiver = Process::start(r);
     std::string dest = family == 6 ? "TCP6:[" + overlay6(to) + "]:" : "TCP4:" + overlay4(to) + ":";
     Process::Options s;
@@ -222,8 +236,8 @@ class WgInteropTest : public ::testing::Test {
     Process::Options r, s;
     t.sender_log = tmp_.file("sender" + std::to_string(port) + ".log");
     if (upload) {
-      r.argv = pair_->exec(0, {"sh", "-c", "socat -u " + bind + ",reuseaddr - | sha256sum > " +
-                                               t.sum_path});
+      r.argv = pair_->exec(
+          0, {"sh", "-c", "socat -u " + bind + ",reuseaddr - | sha256sum > " + t.sum_path});
       s.argv = pair_->exec(1, {"socat", "-u", "FILE:" + transferFile().path, dest});
       s.stderr_path = t.sender_log;
     } else {
@@ -238,7 +252,8 @@ class WgInteropTest : public ::testing::Test {
     } else {
       t.sender = Process::start(s);
     }
-    EXPECT_TRUE(pair_->waitListening(0, port, scaled(20s))) << "the local server in our namespace never listened";
+    EXPECT_TRUE(pair_->waitListening(0, port, scaled(20s)))
+        << "the local server in our namespace never listened";
     if (upload) {
       t.sender = Process::start(s);
     } else {
@@ -258,7 +273,7 @@ class WgInteropTest : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<NetnsPair> pair_;
   std::string if_[2], sock_[2], key_[2], pub_[2];
-  std::unique_ptr<Process> ours_;  // wsa-wg, side 0
+  std::unique_ptr<Process> ours_;    // wsa-wg, side 0
   std::unique_ptr<WireguardGo> go_;  // side 1
 };
 
@@ -425,8 +440,8 @@ TEST_F(WgInteropTest, UserspaceStackAnswersPingAndForwardsTcpToTheLoopback) {
     EXPECT_EQ(finish(t), want);
   }
   // A port nobody listens on: the connection is refused (the SYN gets a reset).
-  auto c = pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + overlay4(0) + ":5999/"},
-                      scaled(20s));
+  auto c =
+      pair_->run(1, {"curl", "-sS", "-m", "10", "http://" + overlay4(0) + ":5999/"}, scaled(20s));
   EXPECT_EQ(c.code, 7) << "curl: 7 = could not connect (refused), 56 would be a reset: "
                        << c.output;
   auto g = goGet();

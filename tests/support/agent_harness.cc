@@ -9,7 +9,9 @@
 
 namespace wsa::test {
 
-std::string agentPath() { return WSA_AGENT_PATH; }
+std::string agentPath() {
+  return WSA_AGENT_PATH;
+}
 
 AgentHarness::AgentHarness(std::string url, std::string token, Options options)
     : url_(std::move(url)), token_(std::move(token)), options_(std::move(options)) {
@@ -28,14 +30,22 @@ void AgentHarness::start() {
   Process::Options o;
   o.argv = options_.wrapper;
   std::vector<std::string> args = {agentPath(),
-                                   "--url", url_,
-                                   "--log-dir", dir_.file("logs"),
-                                   "--script-data-dir", dir_.file("scripts"),
-                                   "--prometheus-address", "127.0.0.1:0",
-                                   "--debug-address", "127.0.0.1:0",
-                                   "--ready-file", ready,
-                                   "--data-dir", dir_.file("state"),
-                                   "--log-level", "debug"};
+                                   "--url",
+                                   url_,
+                                   "--log-dir",
+                                   dir_.file("logs"),
+                                   "--script-data-dir",
+                                   dir_.file("scripts"),
+                                   "--prometheus-address",
+                                   "127.0.0.1:0",
+                                   "--debug-address",
+                                   "127.0.0.1:0",
+                                   "--ready-file",
+                                   ready,
+                                   "--data-dir",
+                                   dir_.file("state"),
+                                   "--log-level",
+                                   "debug"};
   if (options_.ssh) args.insert(args.end(), {"--ssh-listen", "127.0.0.1:0"});
   if (options_.services) {
     args.insert(args.end(), {"--pty-listen", "127.0.0.1:0", "--speedtest-listen", "127.0.0.1:0",

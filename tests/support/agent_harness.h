@@ -1,9 +1,8 @@
 #pragma once
 // Runs the real agent binary against a control server for integration tests.
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,15 +17,16 @@ class AgentHarness {
  public:
   struct Options {
     std::vector<std::string> extra_args;
-    std::vector<std::string> env;            // added to the agent's environment
-    std::vector<std::string> wrapper;        // e.g. {"unshare", "--pid", "--fork", ...}
+    std::vector<std::string> env;      // added to the agent's environment
+    std::vector<std::string> wrapper;  // e.g. {"unshare", "--pid", "--fork", ...}
     bool token_in_file = true;
-    std::string home;                        // HOME for the agent (default: a temp dir)
-    bool ssh = false;                        // serve SSH on 127.0.0.1:0
-    bool services = false;                   // serve PTY, speed test and API on 127.0.0.1:0
+    std::string home;       // HOME for the agent (default: a temp dir)
+    bool ssh = false;       // serve SSH on 127.0.0.1:0
+    bool services = false;  // serve PTY, speed test and API on 127.0.0.1:0
   };
   AgentHarness(std::string url, std::string token, Options options);
-  AgentHarness(std::string url, std::string token) : AgentHarness(std::move(url), std::move(token), Options()) {}
+  AgentHarness(std::string url, std::string token)
+      : AgentHarness(std::move(url), std::move(token), Options()) {}
   ~AgentHarness();
 
   // Starts the agent and waits (bounded) for its local endpoints.

@@ -8,7 +8,9 @@
 
 namespace wsa::test {
 
-std::string controldPath() { return WSA_CONTROLD_PATH; }
+std::string controldPath() {
+  return WSA_CONTROLD_PATH;
+}
 
 nlohmann::json basicControldConfig() {
   return {
@@ -42,10 +44,19 @@ void ControldHarness::start() {
   std::string ready = dir_.file("ready.json");
   ::unlink(ready.c_str());
   Process::Options o;
-  o.argv = {controldPath(), "--config", dir_.file("controld.json"), "--data-dir", data_dir_,
+  o.argv = {controldPath(),
+            "--config",
+            dir_.file("controld.json"),
+            "--data-dir",
+            data_dir_,
             "--grpc-listen",
             options_.grpc_on_unix_socket ? "unix:" + dir_.file("grpc.sock") : "127.0.0.1:0",
-            "--http-listen", "127.0.0.1:0", "--ready-file", ready, "--log-level", "debug"};
+            "--http-listen",
+            "127.0.0.1:0",
+            "--ready-file",
+            ready,
+            "--log-level",
+            "debug"};
   for (const auto& a : options_.extra_args) o.argv.push_back(a);
   o.argv.insert(o.argv.begin(), options_.wrapper.begin(), options_.wrapper.end());
   o.stdout_path = log_path_;
@@ -75,8 +86,8 @@ void ControldHarness::kill() {
 }
 
 nlohmann::json ControldHarness::adminGet(const std::string& path) const {
-  auto r = httpRequest("GET", "http://" + http_ + path, "",
-                       {"Authorization: Bearer " + adminToken()});
+  auto r =
+      httpRequest("GET", "http://" + http_ + path, "", {"Authorization: Bearer " + adminToken()});
   if (r.status != 200) {
     throw std::runtime_error("GET " + path + " -> " + std::to_string(r.status) + " " + r.error +
                              " " + r.body);

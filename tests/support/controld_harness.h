@@ -3,9 +3,8 @@
 // ephemeral loopback ports (or a unix socket), waits for its ready file, and offers admin API
 // helpers.
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

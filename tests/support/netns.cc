@@ -11,7 +11,7 @@ namespace wsa::test {
 
 std::string netnsUnavailableReason() {
   // Probed once per process by doing what the tests do: a namespace with a TUN device in it.
-  static const std::string reason = [] () -> std::string {
+  static const std::string reason = []() -> std::string {
     if (::geteuid() != 0) return "needs root to create network namespaces";
     if (!pathExists("/dev/net/tun")) return "no /dev/net/tun";
     std::string ns = "wsa-probe" + std::to_string(::getpid());
@@ -78,8 +78,8 @@ RunResult NetnsPair::run(int side, const std::vector<std::string>& argv,
 bool NetnsPair::waitListening(int side, uint16_t port, std::chrono::milliseconds timeout) const {
   return waitUntil(
       [&] {
-        return run(side, {"ss", "-Hltn", "sport = :" + std::to_string(port)}).output.find("LISTEN") !=
-               std::string::npos;
+        return run(side, {"ss", "-Hltn", "sport = :" + std::to_string(port)})
+                   .output.find("LISTEN") != std::string::npos;
       },
       timeout, std::chrono::milliseconds(50));
 }
@@ -88,7 +88,8 @@ WgKeyPair makeWgKeyPair(const std::string& private_path) {
   std::string key = run({"wg", "genkey"}, std::chrono::seconds(5)).output;
   writeText(private_path, key);
   ::chmod(private_path.c_str(), 0600);
-  return {private_path, run({"wg", "pubkey"}, std::chrono::seconds(5), {}, key).output.substr(0, 44)};
+  return {private_path,
+          run({"wg", "pubkey"}, std::chrono::seconds(5), {}, key).output.substr(0, 44)};
 }
 
 std::string strangerWgKey() {

@@ -1,7 +1,5 @@
 #include "support/process.h"
 
-#include "support/util.h"
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +12,8 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+
+#include "support/util.h"
 
 extern char** environ;
 
@@ -97,12 +97,16 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
-    struct pollfd pfd {pidfd_, POLLIN, 0};
+    struct pollfd pfd {
+      pidfd_, POLLIN, 0
+    };
     ::poll(&pfd, 1, static_cast<int>(left.count()));
   }
 }
 
-bool Process::running() { return !wait(std::chrono::milliseconds(0)).has_value(); }
+bool Process::running() {
+  return !wait(std::chrono::milliseconds(0)).has_value();
+}
 
 void Process::signal(int sig) {
   if (!status_) ::kill(pid_, sig);
@@ -118,7 +122,8 @@ void Process::kill() {
   wait(std::chrono::milliseconds(10000));
 }
 
-bool waitForReadyFile(Process& process, const std::string& path, std::chrono::milliseconds timeout) {
+bool waitForReadyFile(Process& process, const std::string& path,
+                      std::chrono::milliseconds timeout) {
   bool ok = waitUntil(
       [&] {
         if (!process.running()) return true;

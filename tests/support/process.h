@@ -17,12 +17,12 @@ class Process {
  public:
   struct Options {
     std::vector<std::string> argv;
-    std::vector<std::string> env;   // "K=V" added to (or replacing in) the test's environment
+    std::vector<std::string> env;  // "K=V" added to (or replacing in) the test's environment
     std::vector<std::string> unset_env;
     std::string cwd;
-    std::string stdout_path;        // default: /dev/null
-    std::string stderr_path;        // default: /dev/null
-    std::string stdin_path;         // default: /dev/null
+    std::string stdout_path;  // default: /dev/null
+    std::string stderr_path;  // default: /dev/null
+    std::string stdin_path;   // default: /dev/null
   };
 
   static std::unique_ptr<Process> start(const Options& options);

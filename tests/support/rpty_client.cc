@@ -14,8 +14,11 @@
 namespace wsa::test {
 
 RptyClient::RptyClient(int port, Options o)
-    : rows_(o.rows), cols_(o.cols), feed_screen_(o.screen),
-      screen_(std::make_unique<term::ScreenModel>(term::ScreenModel::Options{o.rows, o.cols, 1 << 20})) {
+    : rows_(o.rows),
+      cols_(o.cols),
+      feed_screen_(o.screen),
+      screen_(std::make_unique<term::ScreenModel>(
+          term::ScreenModel::Options{o.rows, o.cols, 1 << 20})) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (o.receive_buffer > 0) {
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &o.receive_buffer, sizeof(o.receive_buffer));
@@ -30,7 +33,9 @@ RptyClient::RptyClient(int port, Options o)
   }
 }
 
-RptyClient::~RptyClient() { close(); }
+RptyClient::~RptyClient() {
+  close();
+}
 
 void RptyClient::close() {
   if (fd_ >= 0) ::close(fd_);
@@ -52,14 +57,17 @@ void RptyClient::sendRaw(const std::string& bytes) {
 }
 
 void RptyClient::init(const std::string& id, const std::string& command) {
-  std::string body = nlohmann::json{{"id", id}, {"height", rows_}, {"width", cols_}, {"command", command}}.dump();
+  std::string body =
+      nlohmann::json{{"id", id}, {"height", rows_}, {"width", cols_}, {"command", command}}.dump();
   std::string frame;
   frame += static_cast<char>(body.size() & 0xff);
   frame += static_cast<char>((body.size() >> 8) & 0xff);
   sendRaw(frame + body);
 }
 
-void RptyClient::input(const std::string& data) { sendRaw(nlohmann::json{{"data", data}}.dump()); }
+void RptyClient::input(const std::string& data) {
+  sendRaw(nlohmann::json{{"data", data}}.dump());
+}
 
 void RptyClient::resize(int rows, int cols) {
   rows_ = rows;
@@ -88,7 +96,8 @@ bool RptyClient::waitFor(const std::function<bool(const std::string&)>& done,
                          std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done(out_)) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0 || eof_ || fd_ < 0) return done(out_);
     readOnce(std::min(left, std::chrono::milliseconds(100)));
   }
@@ -96,7 +105,8 @@ bool RptyClient::waitFor(const std::function<bool(const std::string&)>& done,
 }
 
 bool RptyClient::waitForText(const std::string& needle, std::chrono::milliseconds timeout) {
-  return waitFor([&](const std::string& o) { return o.find(needle) != std::string::npos; }, timeout);
+  return waitFor([&](const std::string& o) { return o.find(needle) != std::string::npos; },
+                 timeout);
 }
 
 bool RptyClient::waitForEof(std::chrono::milliseconds timeout) {

@@ -22,7 +22,8 @@ class RptyClient {
     bool screen = true;      // feed a screen model with what arrives
   };
   // Connects to 127.0.0.1:port; rows/cols also size the client's own screen model.
-  RptyClient(int port, int rows = 24, int cols = 80) : RptyClient(port, Options{rows, cols, 0, true}) {}
+  RptyClient(int port, int rows = 24, int cols = 80)
+      : RptyClient(port, Options{rows, cols, 0, true}) {}
   RptyClient(int port, Options options);
   ~RptyClient();
   RptyClient(const RptyClient&) = delete;
@@ -41,7 +42,8 @@ class RptyClient {
   bool pump(std::chrono::milliseconds timeout) { return readOnce(timeout); }
 
   // Reads until `done(output)` holds, EOF, or the deadline. Returns whether `done` held.
-  bool waitFor(const std::function<bool(const std::string&)>& done, std::chrono::milliseconds timeout);
+  bool waitFor(const std::function<bool(const std::string&)>& done,
+               std::chrono::milliseconds timeout);
   bool waitForText(const std::string& needle, std::chrono::milliseconds timeout);
   // Waits for the agent to close the connection.
   bool waitForEof(std::chrono::milliseconds timeout);

@@ -19,19 +19,27 @@ SshClient::SshClient() {
 void SshClient::writeConfig() const {
   writeText(config_,
             "Host test-host\n"
-            "  HostName " + host_ + "\n"
-            "  Port " + std::to_string(port_) + "\n"
-            "  User tester\n"
-            "  IdentityFile " + key_ + "\n"
-            "  IdentitiesOnly yes\n"
-            "  IdentityAgent none\n"
-            "  BatchMode yes\n"
-            "  StrictHostKeyChecking yes\n"
-            "  UserKnownHostsFile " + known_hosts_ + "\n"
-            "  GlobalKnownHostsFile /dev/null\n"
-            "  LogLevel ERROR\n"
-            "  ConnectTimeout 10\n"
-            "  ServerAliveInterval 0\n");
+            "  HostName " +
+                host_ +
+                "\n"
+                "  Port " +
+                std::to_string(port_) +
+                "\n"
+                "  User tester\n"
+                "  IdentityFile " +
+                key_ +
+                "\n"
+                "  IdentitiesOnly yes\n"
+                "  IdentityAgent none\n"
+                "  BatchMode yes\n"
+                "  StrictHostKeyChecking yes\n"
+                "  UserKnownHostsFile " +
+                known_hosts_ +
+                "\n"
+                "  GlobalKnownHostsFile /dev/null\n"
+                "  LogLevel ERROR\n"
+                "  ConnectTimeout 10\n"
+                "  ServerAliveInterval 0\n");
 }
 
 void SshClient::trust(const std::string& host, int port, const std::string& host_public_key) {

@@ -18,7 +18,8 @@ namespace wsa::test {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/wsa-test-XXXXXX";
+  std::string tmpl =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/wsa-test-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
 }
@@ -55,7 +56,9 @@ std::string_view trimView(std::string_view s) {
   return s;
 }
 
-bool pathExists(const std::string& path) { return std::filesystem::exists(path); }
+bool pathExists(const std::string& path) {
+  return std::filesystem::exists(path);
+}
 
 void writeText(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

@@ -39,11 +39,16 @@ TEST(Uuid, RejectsMalformed) {
 
 TEST(Strings, SanitizeReplacesInvalidUtf8AndNul) {
   EXPECT_EQ(sanitizeUtf8("héllo ✓"), "héllo ✓");
-  EXPECT_EQ(sanitizeUtf8(std::string("a\0b", 3)), "a\xef\xbf\xbd" "b");
-  EXPECT_EQ(sanitizeUtf8("a\xff" "b"), "a\xef\xbf\xbd" "b");
-  EXPECT_EQ(sanitizeUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");  // overlong '/'
+  EXPECT_EQ(sanitizeUtf8(std::string("a\0b", 3)),
+            "a\xef\xbf\xbd"
+            "b");
+  EXPECT_EQ(sanitizeUtf8("a\xff"
+                         "b"),
+            "a\xef\xbf\xbd"
+            "b");
+  EXPECT_EQ(sanitizeUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong '/'
   EXPECT_EQ(sanitizeUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
-  EXPECT_EQ(sanitizeUtf8("\xe2\x9c"), "\xef\xbf\xbd\xef\xbf\xbd");  // truncated
+  EXPECT_EQ(sanitizeUtf8("\xe2\x9c"), "\xef\xbf\xbd\xef\xbf\xbd");                  // truncated
 }
 
 TEST(Strings, JsonEscape) {

@@ -62,7 +62,9 @@ struct Bad {
   std::string expected;  // substring of the error
 };
 
-void PrintTo(const Bad& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const Bad& b, std::ostream* os) {
+  *os << b.name;
+}
 
 class ConfigErrors : public ::testing::TestWithParam<Bad> {};
 
@@ -78,8 +80,10 @@ TEST_P(ConfigErrors, NameFileFieldAndProblem) {
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigErrors,
     ::testing::Values(
-        Bad{"MissingAdminToken", [](json& j) { j.erase("admin_token"); }, "admin_token: is required"},
-        Bad{"ShortToken", [](json& j) { j["admin_token"] = "short"; }, "admin_token: must be at least 16"},
+        Bad{"MissingAdminToken", [](json& j) { j.erase("admin_token"); },
+            "admin_token: is required"},
+        Bad{"ShortToken", [](json& j) { j["admin_token"] = "short"; },
+            "admin_token: must be at least 16"},
         Bad{"UnknownTopField", [](json& j) { j["admn_token"] = "x"; }, "admn_token: unknown field"},
         Bad{"WrongType", [](json& j) { j["users"] = "alice"; }, "users: must be an array"},
         Bad{"UnknownUser", [](json& j) { j["agents"][0]["allowed_users"] = {"bob"}; },
@@ -92,17 +96,17 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"ScriptNeverRuns",
             [](json& j) { j["agents"][0]["manifest"]["scripts"][0]["run_on_start"] = false; },
             "agents[0].manifest.scripts[0]: never runs"},
-        Bad{"BadCron",
-            [](json& j) { j["agents"][0]["manifest"]["scripts"][0]["cron"] = "* *"; },
+        Bad{"BadCron", [](json& j) { j["agents"][0]["manifest"]["scripts"][0]["cron"] = "* *"; },
             "scripts[0].cron: \"* *\" is not a cron spec"},
         Bad{"MissingMetadataScript",
             [](json& j) { j["agents"][0]["manifest"]["metadata"][0].erase("script"); },
             "agents[0].manifest.metadata[0].script: is required"},
-        Bad{"UnknownManifestField",
-            [](json& j) { j["agents"][0]["manifest"]["dir"] = "/"; },
+        Bad{"UnknownManifestField", [](json& j) { j["agents"][0]["manifest"]["dir"] = "/"; },
             "agents[0].manifest.dir: unknown field"},
         Bad{"BadHealthcheckUrl",
-            [](json& j) { j["agents"][0]["manifest"]["apps"][0]["healthcheck"]["url"] = "ftp://x"; },
+            [](json& j) {
+              j["agents"][0]["manifest"]["apps"][0]["healthcheck"]["url"] = "ftp://x";
+            },
             "healthcheck.url: must be an http:// or https:// URL"},
         Bad{"EnvNotString",
             [](json& j) { j["agents"][0]["manifest"]["environment_variables"]["A"] = 1; },
@@ -110,7 +114,10 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"DuplicateAgent", [](json& j) { j["agents"].push_back(j["agents"][0]); },
             "agents[1].name: duplicates agent \"dev\""},
         Bad{"BadRelayUrl",
-            [](json& j) { j["relay_map"] = {{"regions", {{{"region_id", 1}, {"nodes", {{{"url", "tcp://x"}}}}}}}}; },
+            [](json& j) {
+              j["relay_map"] = {
+                  {"regions", {{{"region_id", 1}, {"nodes", {{{"url", "tcp://x"}}}}}}}};
+            },
             "relay_map.regions[0].nodes[0].url"}),
     [](const ::testing::TestParamInfo<Bad>& p) { return p.param.name; });
 

@@ -61,8 +61,8 @@ class HubTest : public ::testing::Test {
       connection_changes.emplace_back(id, c);
     };
     hub = std::make_unique<Hub>(
-        std::vector<AgentIdentity>{{kAgentId, "dev", {"100.64.0.1/32", "fd7a:115c:a1e0:a::1/128"},
-                                    {"alice"}}},
+        std::vector<AgentIdentity>{
+            {kAgentId, "dev", {"100.64.0.1/32", "fd7a:115c:a1e0:a::1/128"}, {"alice"}}},
         cb);
   }
 

@@ -10,7 +10,9 @@ namespace {
 
 namespace v1 = wsa::agent::v1;
 
-SystemTime at(int64_t s) { return fromUnixNanos(s * 1000000000); }
+SystemTime at(int64_t s) {
+  return fromUnixNanos(s * 1000000000);
+}
 
 v1::BatchCreateLogsRequest logs(const std::string& instance, uint64_t first_seq,
                                 std::vector<std::string> lines) {
@@ -87,10 +89,10 @@ TEST_F(StoreTest, LogsDeduplicatedBySequence) {
 TEST_F(StoreTest, LogBudgetRefusesWholeBatchAndStaysExceeded) {
   auto s = open();
   auto a = s->ensureAgent("dev");
-  EXPECT_FALSE(s->appendLogs(a.id, logs("i", 1, {std::string(60, 'x')}), "src", 100, at(1))
-                   .limit_exceeded);
-  auto over = s->appendLogs(a.id, logs("i", 2, {std::string(30, 'y'), std::string(30, 'z')}),
-                            "src", 100, at(2));
+  EXPECT_FALSE(
+      s->appendLogs(a.id, logs("i", 1, {std::string(60, 'x')}), "src", 100, at(1)).limit_exceeded);
+  auto over = s->appendLogs(a.id, logs("i", 2, {std::string(30, 'y'), std::string(30, 'z')}), "src",
+                            100, at(2));
   EXPECT_TRUE(over.limit_exceeded);
   EXPECT_EQ(over.stored, 0u);
   // Once exceeded, even small batches are refused.

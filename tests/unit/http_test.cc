@@ -63,7 +63,9 @@ struct BadCase {
   int status;
 };
 
-void PrintTo(const BadCase& b, std::ostream* os) { *os << b.status << " for " << b.input; }
+void PrintTo(const BadCase& b, std::ostream* os) {
+  *os << b.status << " for " << b.input;
+}
 
 class ParserErrors : public ::testing::TestWithParam<BadCase> {};
 
@@ -86,7 +88,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"GET / HTTP/1.1\r\nno-colon\r\n\r\n", 400},
                       BadCase{"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
                       BadCase{"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
-                      BadCase{"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+                      BadCase{"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                              400},
                       BadCase{"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413},
                       BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501}));
 
@@ -131,7 +134,9 @@ class ServerTest : public ::testing::Test {
     r.addSync("GET", "/hello", [](Request&) { return Response::json(200, "{\"hello\":true}"); });
     r.addSync("POST", "/echo", [](Request& req) { return Response::text(200, req.body); });
     r.add("GET", "/async", [](Request&, Responder respond) {
-      std::thread([respond = std::move(respond)] { respond(Response::text(200, "later")); }).detach();
+      std::thread([respond = std::move(respond)] {
+        respond(Response::text(200, "later"));
+      }).detach();
     });
     server_ = std::make_unique<Server>(io_, std::move(r), opts);
     auto bound = server_->listen("127.0.0.1:0");
@@ -249,13 +254,13 @@ TEST_F(ServerTest, ConnectionCapAnswers503) {
   hold.connect({asio::ip::make_address("127.0.0.1"),
                 static_cast<uint16_t>(std::stoi(addr_.substr(colon + 1)))});
   // The held connection occupies the only slot once the server has accepted it.
-  ASSERT_TRUE(test::waitUntil([&] { return server_->connectionCount() == 1; },
-                              std::chrono::seconds(5)));
+  ASSERT_TRUE(
+      test::waitUntil([&] { return server_->connectionCount() == 1; }, std::chrono::seconds(5)));
   auto r = test::httpRequest("GET", "http://" + addr_ + "/hello");
   EXPECT_EQ(r.status, 503);
   hold.close();
-  ASSERT_TRUE(test::waitUntil([&] { return server_->connectionCount() == 0; },
-                              std::chrono::seconds(5)));
+  ASSERT_TRUE(
+      test::waitUntil([&] { return server_->connectionCount() == 0; }, std::chrono::seconds(5)));
   EXPECT_EQ(test::httpRequest("GET", "http://" + addr_ + "/hello").status, 200);
 }
 

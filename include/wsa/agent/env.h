@@ -40,11 +40,11 @@ std::string expandVars(const std::string& text,
 std::string expandDirectory(const std::string& dir, const std::string& home, const EnvMap& env);
 
 struct CommandEnvInputs {
-  EnvMap process_env;                       // the agent's environment
-  EnvMap session_env;                       // e.g. SSH env requests (may be empty)
+  EnvMap process_env;  // the agent's environment
+  EnvMap session_env;  // e.g. SSH env requests (may be empty)
   const wsa::agent::v1::Manifest* manifest = nullptr;
-  EnvMap agent_env;                         // agent-level overrides
-  std::string script_bin_dir;               // first on PATH
+  EnvMap agent_env;            // agent-level overrides
+  std::string script_bin_dir;  // first on PATH
   UserInfo user;
 };
 EnvMap buildCommandEnv(const CommandEnvInputs& in);

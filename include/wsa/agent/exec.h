@@ -27,7 +27,8 @@ struct ChildPriority {
   std::optional<int> oom_score_adj;
   std::optional<int> nice;
 };
-ChildPriority computeChildPriority(std::optional<int> explicit_oom, std::optional<int> explicit_nice);
+ChildPriority computeChildPriority(std::optional<int> explicit_oom,
+                                   std::optional<int> explicit_nice);
 
 // argv/envp arrays for execve, built before fork (the child must not allocate).
 struct ExecArgs {
@@ -56,16 +57,16 @@ pid_t forkForExec();
 int awaitExec(int status_fd);
 
 struct Command {
-  std::vector<std::string> argv;   // argv[0] resolved through PATH of `env` if not absolute
-  std::vector<std::string> env;    // the complete environment, "KEY=VALUE"
-  std::string cwd;                 // empty: inherit
-  bool merge_stderr = false;       // stderr into the stdout pipe
+  std::vector<std::string> argv;  // argv[0] resolved through PATH of `env` if not absolute
+  std::vector<std::string> env;   // the complete environment, "KEY=VALUE"
+  std::string cwd;                // empty: inherit
+  bool merge_stderr = false;      // stderr into the stdout pipe
   ChildPriority priority;
 };
 
 struct ExitStatus {
-  int code = -1;    // exit code, or -1 when killed by a signal
-  int signal = 0;   // the signal, if any
+  int code = -1;   // exit code, or -1 when killed by a signal
+  int signal = 0;  // the signal, if any
   // 255 for signals and unknown, as the reference reports them.
   int reportedCode() const { return code >= 0 ? code : 255; }
   std::string text() const;  // "exit status 3", "signal: killed"

@@ -1,8 +1,9 @@
 #pragma once
 // File helpers that report errors as messages naming the path.
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 
 #include "wsa/common/result.h"
 

@@ -18,9 +18,9 @@ struct Options {
   std::string level = "info";  // trace, debug, info, warn, error, off
   Format format = Format::kText;
   bool to_stderr = true;
-  std::string file;                       // empty: no file
-  size_t max_file_bytes = 5u << 20;       // rotate at this size
-  size_t max_files = 10;                  // rotated files kept
+  std::string file;                  // empty: no file
+  size_t max_file_bytes = 5u << 20;  // rotate at this size
+  size_t max_files = 10;             // rotated files kept
 };
 
 // Installs the sinks. May be called again (tests, reconfiguration); existing loggers switch to

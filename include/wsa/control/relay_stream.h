@@ -50,7 +50,7 @@ class RelayStream {
   struct Callbacks {
     // Runs a function on the owner's thread; called from gRPC threads.
     std::function<void(std::function<void()>)> post;
-    std::function<void()> on_ready;  // the server acknowledged our hello (posted)
+    std::function<void()> on_ready;           // the server acknowledged our hello (posted)
     std::function<void(Packets)> on_packets;  // posted
     // The stream ended (gRPC status code and message). Called once, on a gRPC thread.
     std::function<void(int code, std::string message)> on_done;

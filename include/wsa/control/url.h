@@ -13,9 +13,9 @@ namespace wsa::control {
 struct ControlUrl {
   enum class Scheme { kHttp, kHttps, kUnix };
   Scheme scheme = Scheme::kHttp;
-  std::string host;    // TCP only (brackets stripped for IPv6)
-  uint16_t port = 0;   // TCP only
-  std::string path;    // unix only
+  std::string host;         // TCP only (brackets stripped for IPv6)
+  uint16_t port = 0;        // TCP only
+  std::string path;         // unix only
   std::string grpc_target;  // what grpc::CreateChannel takes
   std::string text;         // normalized, for logs
 };

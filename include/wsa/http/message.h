@@ -23,8 +23,8 @@ struct Request {
   int version_minor = 1;
   std::vector<Header> headers;
   std::string body;
-  std::string remote;                          // peer address
-  std::map<std::string, std::string> params;   // filled by the router from {name} segments
+  std::string remote;                         // peer address
+  std::map<std::string, std::string> params;  // filled by the router from {name} segments
 
   // First header with this name (case-insensitive), or nullptr.
   const std::string* header(std::string_view name) const;

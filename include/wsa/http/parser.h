@@ -11,7 +11,7 @@
 namespace wsa::http {
 
 struct ParserLimits {
-  size_t max_header_bytes = 16 * 1024;   // request line plus headers
+  size_t max_header_bytes = 16 * 1024;  // request line plus headers
   size_t max_body_bytes = 1u << 20;
   size_t max_headers = 100;
 };

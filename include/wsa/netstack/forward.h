@@ -17,10 +17,10 @@ class io_context;
 namespace wsa::netstack {
 
 struct ForwardStats {
-  uint64_t connections = 0;    // joined to a local listener
-  uint64_t refused = 0;        // nothing listens locally (or the connect timed out)
-  uint64_t rejected = 0;       // over max_active
-  uint64_t unclaimed = 0;      // local connections opened by the gate that nothing claimed
+  uint64_t connections = 0;  // joined to a local listener
+  uint64_t refused = 0;      // nothing listens locally (or the connect timed out)
+  uint64_t rejected = 0;     // over max_active
+  uint64_t unclaimed = 0;    // local connections opened by the gate that nothing claimed
   uint64_t bytes_to_local = 0, bytes_from_local = 0;  // of finished connections
   size_t active = 0;
 };

@@ -36,15 +36,15 @@ struct Options {
 
 struct Stats {
   uint64_t rx_packets = 0, tx_packets = 0;
-  uint64_t rx_invalid = 0;          // not an IP packet the stack could take
+  uint64_t rx_invalid = 0;  // not an IP packet the stack could take
   uint64_t tcp_accepted = 0, tcp_dialed = 0;
-  uint64_t tcp_refused = 0;         // over max_connections
-  uint64_t tcp_errors = 0;          // connections ended by a reset or an abort
+  uint64_t tcp_refused = 0;  // over max_connections
+  uint64_t tcp_errors = 0;   // connections ended by a reset or an abort
   uint64_t forwarded_ports_refused = 0;
   uint64_t tcp_refused_by_gate = 0;  // SYNs answered with a reset for the forwarder's gate
-  size_t connections = 0;           // open now
-  size_t forwarded_ports = 0;       // ports with an on-demand listener now
-  size_t buffered_rx_bytes = 0;     // received, not yet read by the application (≤ window each)
+  size_t connections = 0;            // open now
+  size_t forwarded_ports = 0;        // ports with an on-demand listener now
+  size_t buffered_rx_bytes = 0;      // received, not yet read by the application (≤ window each)
 };
 
 struct ConnectionInfo {

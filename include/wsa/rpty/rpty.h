@@ -14,19 +14,20 @@
 // session ends when its process exits (clients get EOF) or when no client has been attached for
 // the idle timeout.
 
+#include <spdlog/logger.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
-#include <spdlog/logger.h>
 #include <string>
 #include <vector>
 
-#include "wsa/term/child.h"
 #include "wsa/agent/v1/connection.pb.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
+#include "wsa/term/child.h"
 
 namespace asio {
 class io_context;
@@ -43,9 +44,9 @@ struct Options {
   Duration idle_timeout = std::chrono::minutes(5);
   Duration init_timeout = std::chrono::seconds(30);
   size_t max_init_bytes = 4096;
-  size_t max_message_bytes = 1u << 20;     // one JSON input message
-  size_t max_client_queue = 4u << 20;      // output waiting for one slow client
-  size_t max_input_queue = 1u << 20;       // input waiting for the PTY
+  size_t max_message_bytes = 1u << 20;  // one JSON input message
+  size_t max_client_queue = 4u << 20;   // output waiting for one slow client
+  size_t max_input_queue = 1u << 20;    // input waiting for the PTY
   size_t max_sessions = 64;
   size_t max_connections = 256;
   size_t scrollback_bytes = 256 * 1024;

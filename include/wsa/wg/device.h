@@ -18,11 +18,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "wsa/common/clock.h"
+#include "wsa/common/result.h"
 #include "wsa/wg/allowed_ips.h"
 #include "wsa/wg/crypto.h"
 #include "wsa/wg/endpoint.h"
-#include "wsa/common/clock.h"
-#include "wsa/common/result.h"
 
 namespace wsa::wg {
 
@@ -54,7 +54,7 @@ struct DeviceOptions {
 };
 
 enum class Drop : uint8_t {
-  kShort,             // shorter than any message / wrong size for its type
+  kShort,  // shorter than any message / wrong size for its type
   kUnknownType,
   kBadMac1,
   kCookieSent,        // under load without a valid mac2: answered with a cookie reply
@@ -101,7 +101,7 @@ struct PeerStatus {
   Endpoint endpoint;
   std::vector<Prefix> allowed_ips;
   std::optional<SystemTime> last_handshake;
-  uint64_t rx_bytes = 0, tx_bytes = 0;  // all authenticated datagrams, as wg counts
+  uint64_t rx_bytes = 0, tx_bytes = 0;      // all authenticated datagrams, as wg counts
   uint64_t rx_packets = 0, tx_packets = 0;  // inner data packets
   uint64_t handshakes = 0;
   Duration persistent_keepalive{};

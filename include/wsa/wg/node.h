@@ -1,8 +1,8 @@
 #pragma once
 // Between the coordination protocol's Node and the engine's peer configuration.
 
-#include "wsa/wg/device.h"
 #include "wsa/common/result.h"
+#include "wsa/wg/device.h"
 
 namespace wsa::overlay::v1 {
 class Node;

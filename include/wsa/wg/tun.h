@@ -26,9 +26,8 @@ class Tun {
     uint64_t rx_packets = 0, tx_packets = 0, tx_dropped = 0;
   };
   // Creates (or attaches to) the interface `name`, sets its MTU and brings it up.
-  static Result<std::unique_ptr<Tun>> open(asio::io_context& io, const std::string& name,
-                                           int mtu, OnPacket on_packet,
-                                           OnError on_error = {});
+  static Result<std::unique_ptr<Tun>> open(asio::io_context& io, const std::string& name, int mtu,
+                                           OnPacket on_packet, OnError on_error = {});
   ~Tun();
   const std::string& name() const { return name_; }
   void write(std::span<const uint8_t> ip_packet);

@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "wsa/wg/device.h"
 #include "wsa/common/result.h"
+#include "wsa/wg/device.h"
 
 namespace asio {
 class io_context;

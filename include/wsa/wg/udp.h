@@ -9,8 +9,8 @@
 #include <span>
 #include <string>
 
-#include "wsa/wg/endpoint.h"
 #include "wsa/common/result.h"
+#include "wsa/wg/endpoint.h"
 
 namespace asio {
 class io_context;

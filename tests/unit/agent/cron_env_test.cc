@@ -4,8 +4,8 @@
 #include <ctime>
 
 #include "agent/cron.h"
-#include "wsa/agent/env.h"
 #include "agent/scripts.h"
+#include "wsa/agent/env.h"
 
 namespace wsa::agent {
 namespace {
@@ -118,7 +118,9 @@ TEST(Env, PrecedenceOfCommandEnvironment) {
   sec->set_env_name("OVERRIDDEN");
   sec->set_value("secret");
   CommandEnvInputs in;
-  in.process_env = {{"AGENT_VAR", "av"}, {"PATH", "/usr/bin"}, {"SESSION_ONLY", "agent"},
+  in.process_env = {{"AGENT_VAR", "av"},
+                    {"PATH", "/usr/bin"},
+                    {"SESSION_ONLY", "agent"},
                     {"WSA", "agent process cannot override"}};
   in.session_env = {{"SESSION_ONLY", "session"}, {"NEW_FROM_SESSION", "s"}};
   in.manifest = &m;

@@ -1,23 +1,24 @@
 // forkForExec + execInChild: a signal sent to a child before it has exec'd acts on it as on the
 // program it becomes, not through a handler inherited from the agent.
 
-#include <gtest/gtest.h>
-#include <signal.h>
+#include "wsa/agent/exec.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-
-#include "wsa/agent/exec.h"
-
 namespace wsa::agent {
 namespace {
 
 volatile sig_atomic_t g_handled = 0;
-void onHup(int) { g_handled = 1; }
+void onHup(int) {
+  g_handled = 1;
+}
 
 // `disposition`: what the agent has for SIGHUP when it forks (it ignores SIGHUP; it handles
 // SIGTERM and SIGINT through Asio, which installs handlers).

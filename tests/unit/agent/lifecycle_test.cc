@@ -1,6 +1,7 @@
+#include "agent/lifecycle.h"
+
 #include <gtest/gtest.h>
 
-#include "agent/lifecycle.h"
 #include "unit/agent/fake_api.h"
 
 namespace wsa::agent {
@@ -61,8 +62,8 @@ TEST(Lifecycle, ResumesFromLastAcknowledgedAfterReconnect) {
     auto r = makeLifecycleReporter(lc, api);
     std::optional<Status> exit;
     r->start([&](Status s) { exit = s; });
-    api.answer("UpdateLifecycle");                                       // starting acked
-    api.answer("UpdateLifecycle", {RpcStatus::kUnavailable, "gone"});   // ready lost
+    api.answer("UpdateLifecycle");                                     // starting acked
+    api.answer("UpdateLifecycle", {RpcStatus::kUnavailable, "gone"});  // ready lost
     ASSERT_TRUE(exit.has_value());
     EXPECT_FALSE(exit->ok());  // tears the connection down
   }
@@ -105,7 +106,8 @@ ReportQueue<v1::ReportConnectionRequest> makeQueue(size_t capacity) {
       "connection reports", capacity,
       [](AgentApi& api, const v1::ReportConnectionRequest& r,
          std::function<void(const RpcStatus&)> done) {
-        api.reportConnection(r, [done](const RpcStatus& s, v1::ReportConnectionResponse) { done(s); });
+        api.reportConnection(r,
+                             [done](const RpcStatus& s, v1::ReportConnectionResponse) { done(s); });
       });
 }
 

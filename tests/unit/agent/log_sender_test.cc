@@ -1,6 +1,7 @@
+#include "agent/log_sender.h"
+
 #include <gtest/gtest.h>
 
-#include "agent/log_sender.h"
 #include "unit/agent/fake_api.h"
 
 namespace wsa::agent {
@@ -103,7 +104,8 @@ TEST_F(LogSenderTest, BatchesAreBoundedInBytes) {
   o.max_batch_bytes = 30;
   o.per_line_overhead = 0;
   start(o);
-  for (int i = 0; i < 5; ++i) sender->enqueue("s", "s", v1::LOG_LEVEL_INFO, std::string(10, 'a' + i));
+  for (int i = 0; i < 5; ++i)
+    sender->enqueue("s", "s", v1::LOG_LEVEL_INFO, std::string(10, 'a' + i));
   sender->flush("s");
   clock.advance(milliseconds(250));
   EXPECT_EQ(outputs().size(), 3u);

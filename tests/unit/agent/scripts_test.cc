@@ -1,6 +1,8 @@
 // Script runner and metadata collector with real child processes (sh), a real event loop for
 // their I/O, and the manual clock for every timeout and schedule.
 
+#include "agent/scripts.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -8,7 +10,6 @@
 #include <filesystem>
 
 #include "agent/metadata.h"
-#include "agent/scripts.h"
 #include "support/util.h"
 #include "unit/agent/fake_api.h"
 
@@ -25,9 +26,8 @@ class ScriptsTest : public ::testing::Test {
         timings("timings", 100,
                 [](AgentApi& api, const v1::ScriptCompletedRequest& r,
                    std::function<void(const RpcStatus&)> done) {
-                  api.scriptCompleted(r, [done](const RpcStatus& s, v1::ScriptCompletedResponse) {
-                    done(s);
-                  });
+                  api.scriptCompleted(
+                      r, [done](const RpcStatus& s, v1::ScriptCompletedResponse) { done(s); });
                 }) {}
 
   Command command(const std::string& script, const EnvMap& extra) {
@@ -143,8 +143,9 @@ TEST_F(ScriptsTest, DataAndBinDirectoriesInEnvironment) {
 }
 
 TEST_F(ScriptsTest, TimeoutSignalsTheGroupAndReportsTimedOut) {
-  auto r = runner({script("slow", "trap 'echo got hup; exit 1' HUP; echo started; "
-                                  "while true; do sleep 0.05; done",
+  auto r = runner({script("slow",
+                          "trap 'echo got hup; exit 1' HUP; echo started; "
+                          "while true; do sleep 0.05; done",
                           true, 2)});
   std::optional<ScriptRunner::StageResult> res;
   r->runStage(v1::Timing::STAGE_START, [&](ScriptRunner::StageResult s) { res = s; });
@@ -164,8 +165,8 @@ TEST_F(ScriptsTest, TimeoutSignalsTheGroupAndReportsTimedOut) {
 }
 
 TEST_F(ScriptsTest, TimeoutEscalatesToKillWhenHupIsIgnored) {
-  auto r = runner({script("stubborn", "trap '' HUP; echo started; while true; do sleep 0.05; done",
-                          true, 1)});
+  auto r = runner(
+      {script("stubborn", "trap '' HUP; echo started; while true; do sleep 0.05; done", true, 1)});
   std::optional<ScriptRunner::StageResult> res;
   r->runStage(v1::Timing::STAGE_START, [&](ScriptRunner::StageResult s) { res = s; });
   ASSERT_TRUE(runUntil([&] { return logs.stats().queued_lines >= 1; }));
@@ -181,7 +182,8 @@ TEST_F(ScriptsTest, BackgroundChildHoldingPipesDoesNotHangTheRunner) {
   std::optional<ScriptRunner::StageResult> res;
   r->runStage(v1::Timing::STAGE_START, [&](ScriptRunner::StageResult s) { res = s; });
   // The script itself exits at once; its child keeps stdout open.
-  ASSERT_TRUE(runUntil([&] { return clock.pendingTimers() > 0 && logs.stats().queued_lines >= 1; }));
+  ASSERT_TRUE(
+      runUntil([&] { return clock.pendingTimers() > 0 && logs.stats().queued_lines >= 1; }));
   EXPECT_FALSE(res.has_value());
   clock.advance(seconds(10));  // the wait delay
   ASSERT_TRUE(runUntil([&] { return res.has_value(); }));

@@ -18,10 +18,10 @@
 #include <thread>
 
 #include "agent/listening_ports.h"
-#include "wsa/rpty/rpty.h"
-#include "wsa/speedtest/speedtest.h"
 #include "wsa/common/worker.h"
 #include "wsa/net/asio_stream.h"
+#include "wsa/rpty/rpty.h"
+#include "wsa/speedtest/speedtest.h"
 
 namespace wsa {
 namespace {
@@ -209,11 +209,13 @@ TEST_F(SpeedtestServerTest, BothDirectionsAndTheConcurrencyBound) {
 
 TEST_F(SpeedtestServerTest, BadFramesEndTheTestAsFailed) {
   int fd = dial();
-  std::string cfg = R"({"version":1,"direction":"upload","duration_ms":1000})" "\n";
+  std::string cfg = R"({"version":1,"direction":"upload","duration_ms":1000})"
+                    "\n";
   ASSERT_EQ(::send(fd, cfg.data(), cfg.size(), MSG_NOSIGNAL), static_cast<ssize_t>(cfg.size()));
   // A frame of an unknown type after the ack.
   std::string frame = speedtest::frameHeader('Z', 3) + "abc";
-  ASSERT_EQ(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
+  ASSERT_EQ(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(frame.size()));
   std::string got;
   char buf[256];
   timeval tv{5, 0};
@@ -230,17 +232,26 @@ TEST_F(SpeedtestServerTest, BadFramesEndTheTestAsFailed) {
 // --- Listening ports --------------------------------------------------------------------------
 
 constexpr char kTcp[] =
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0 100 0 0 10 0\n"
-    "   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1 0 100 0 0 10 0\n"
-    "   2: 0100007F:1F91 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 333 1 0 100 0 0 10 0\n"
-    "   3: 0100007F:0004 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 444 1 0 100 0 0 10 0\n"
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout "
+    "inode\n"
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 "
+    "111 1 0 100 0 0 10 0\n"
+    "   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 "
+    "222 1 0 100 0 0 10 0\n"
+    "   2: 0100007F:1F91 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 "
+    "333 1 0 100 0 0 10 0\n"
+    "   3: 0100007F:0004 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 "
+    "444 1 0 100 0 0 10 0\n"
     "   4: garbage line\n"
-    "   5: 0100007F:ZZZZ 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 555 1 0 100 0 0 10 0\n";
+    "   5: 0100007F:ZZZZ 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 "
+    "555 1 0 100 0 0 10 0\n";
 constexpr char kTcp6[] =
-    "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    "   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 666 1 0 100 0 0 10 0\n"
-    "   1: 00000000000000000000000001000000:2328 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 777 1 0 100 0 0 10 0\n";
+    "  sl  local_address                         remote_address                        st tx_queue "
+    "rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A "
+    "00000000:00000000 00:00000000 00000000  1000        0 666 1 0 100 0 0 10 0\n"
+    "   1: 00000000000000000000000001000000:2328 00000000000000000000000000000000:0000 0A "
+    "00000000:00000000 00:00000000 00000000  1000        0 777 1 0 100 0 0 10 0\n";
 
 TEST(ListeningPortsTest, ParsesListenEntriesOnly) {
   auto v4 = agent::parseProcNetTcp(kTcp);
@@ -263,8 +274,7 @@ TEST(ListeningPortsTest, ScanFindsOwnersFiltersAndDeduplicates) {
   fs::create_directories(root / "net");
   std::ofstream(root / "net/tcp") << kTcp;
   std::ofstream(root / "net/tcp6") << kTcp6;
-  auto proc = [&](const std::string& pid, const std::string& comm,
-                  std::vector<std::string> links) {
+  auto proc = [&](const std::string& pid, const std::string& comm, std::vector<std::string> links) {
     fs::create_directories(root / pid / "fd");
     std::ofstream(root / pid / "comm") << comm << "\n";
     int i = 3;

@@ -1,7 +1,8 @@
+#include "agent/supervisor.h"
+
 #include <gtest/gtest.h>
 
 #include "agent/backoff.h"
-#include "agent/supervisor.h"
 
 namespace wsa::agent {
 namespace {

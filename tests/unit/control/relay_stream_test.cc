@@ -28,8 +28,9 @@ class Reactor final : public grpc::ServerBidiReactor<ov::RelayRequest, ov::Relay
     if (!ok) return finishWhenIdle(grpc::Status::OK);
     if (!hello_) {
       hello_ = true;
-      if (mode_ == Mode::kRefuse) return finishWhenIdle({grpc::StatusCode::PERMISSION_DENIED, "no"});
-      write(ov::RelayResponse());  // the acknowledgement
+      if (mode_ == Mode::kRefuse)
+        return finishWhenIdle({grpc::StatusCode::PERMISSION_DENIED, "no"});
+      write(ov::RelayResponse());         // the acknowledgement
       if (mode_ == Mode::kStall) return;  // never reads again
       StartRead(&req_);
       return;

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "wsa/control/url.h"
+
+#include <gtest/gtest.h>
 
 namespace wsa::control {
 namespace {

@@ -1,5 +1,7 @@
 // net::splice and the loopback forwarder on a real loop with real sockets (socketpairs and a
 // TCP listener on 127.0.0.1).
+#include "wsa/netstack/forward.h"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,7 +13,6 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
-#include "wsa/netstack/forward.h"
 #include "support/loop.h"
 #include "support/util.h"
 #include "wsa/net/asio_stream.h"
@@ -61,7 +62,8 @@ TEST_F(ForwardTest, SpliceCarriesBothWaysAndPassesHalfCloses) {
   auto [a, a_peer] = pair();
   auto [b, b_peer] = pair();
   std::optional<net::SpliceResult> result;
-  net::splice(std::move(a), std::move(b), [&](const net::SpliceResult& r) { result = r; }, 4096);
+  net::splice(
+      std::move(a), std::move(b), [&](const net::SpliceResult& r) { result = r; }, 4096);
   std::string up(1 << 20, 'u'), down(300000, 'd');
   Drain at_b, at_a;
   drain(*b_peer, at_b);

@@ -1,6 +1,8 @@
 // The userspace TCP/IP stack on a real Asio loop, wired to itself: what it sends is fed back to
 // it on the next loop turn, so a connection dialed from the stack to its own address exercises
 // both ends (the dialing and the accepting side) of lwIP through our ByteStream adapter.
+#include "wsa/netstack/netstack.h"
+
 #include <gtest/gtest.h>
 
 #include <asio/io_context.hpp>
@@ -8,7 +10,6 @@
 #include <cstring>
 #include <deque>
 
-#include "wsa/netstack/netstack.h"
 #include "support/loop.h"
 #include "support/util.h"
 
@@ -179,7 +180,8 @@ TEST_F(NetstackTest, TcpRoundTripOverIPv4AndIPv6WithHalfClose) {
 
 TEST_F(NetstackTest, AReceiverThatDoesNotReadStopsTheSenderAtTheWindow) {
   net::ByteStreamPtr server;
-  ASSERT_TRUE(stack_->listen(9, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
+  ASSERT_TRUE(stack_->listen(
+      9, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
   auto client = dial(kV4, 9);
   ASSERT_TRUE(client);
   ASSERT_TRUE(runUntil([&] { return server != nullptr; }));
@@ -293,7 +295,9 @@ TEST_F(NetstackTest, ConnectionLimitRefusesDialsAndAccepts) {
   o.max_connections = 2;
   make(o);
   std::vector<net::ByteStreamPtr> accepted;
-  auto serve = [&](net::ByteStreamPtr s, const ConnectionInfo&) { accepted.push_back(std::move(s)); };
+  auto serve = [&](net::ByteStreamPtr s, const ConnectionInfo&) {
+    accepted.push_back(std::move(s));
+  };
   ASSERT_TRUE(stack_->listen(22, serve));
   auto a = dial(kV4, 22);
   ASSERT_TRUE(a);
@@ -331,7 +335,8 @@ TEST_F(NetstackTest, ConnectionLimitRefusesDialsAndAccepts) {
 
 TEST_F(NetstackTest, ClosingWithUnreadDataResetsThePeer) {
   net::ByteStreamPtr server;
-  ASSERT_TRUE(stack_->listen(80, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
+  ASSERT_TRUE(stack_->listen(
+      80, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
   auto client = dial(kV6, 80);
   ASSERT_TRUE(client);
   ASSERT_TRUE(runUntil([&] { return server != nullptr; }));
@@ -345,13 +350,15 @@ TEST_F(NetstackTest, ClosingWithUnreadDataResetsThePeer) {
   EXPECT_EQ(r.ec, asio::error::connection_reset) << r.ec.message();
   // Operations on a closed stream fail at once.
   bool failed = false;
-  server->asyncWrite("x", 1, [&](std::error_code e, size_t) { failed = e == asio::error::operation_aborted; });
+  server->asyncWrite(
+      "x", 1, [&](std::error_code e, size_t) { failed = e == asio::error::operation_aborted; });
   ASSERT_TRUE(runUntil([&] { return failed; }));
 }
 
 TEST_F(NetstackTest, AbortResetsThePeer) {
   net::ByteStreamPtr server;
-  ASSERT_TRUE(stack_->listen(81, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
+  ASSERT_TRUE(stack_->listen(
+      81, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
   auto client = dial(kV4, 81);
   ASSERT_TRUE(client);
   ASSERT_TRUE(runUntil([&] { return server != nullptr; }));
@@ -380,7 +387,8 @@ std::vector<uint8_t> icmpEcho(const char* src, const char* dst) {
   put(16, dst);
   auto csum = [&](size_t off, size_t len) {
     uint32_t sum = 0;
-    for (size_t i = 0; i < len; i += 2) sum += static_cast<uint32_t>(p[off + i] << 8 | p[off + i + 1]);
+    for (size_t i = 0; i < len; i += 2)
+      sum += static_cast<uint32_t>(p[off + i] << 8 | p[off + i + 1]);
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
     return static_cast<uint16_t>(~sum);
   };
@@ -404,10 +412,10 @@ TEST_F(NetstackTest, AnswersPingAndDropsGarbage) {
   ASSERT_EQ(sent_.size(), 1u);
   const auto& reply = sent_[0];
   ASSERT_GE(reply.size(), 32u);
-  EXPECT_EQ(reply[9], 1);    // ICMP
-  EXPECT_EQ(reply[20], 0);   // echo reply
+  EXPECT_EQ(reply[9], 1);   // ICMP
+  EXPECT_EQ(reply[20], 0);  // echo reply
   EXPECT_EQ(reply[16], 100);
-  EXPECT_EQ(reply[19], 9);   // back to the sender
+  EXPECT_EQ(reply[19], 9);  // back to the sender
   EXPECT_EQ(std::string(reply.begin() + 28, reply.begin() + 32), "ping");
   // Not ours: no answer.
   stack_->input(icmpEcho("100.64.0.9", "100.64.0.8"));
@@ -433,7 +441,8 @@ TEST_F(NetstackTest, OneStackPerProcessAndBadAddresses) {
   EXPECT_NE(bad.error().find("100.64.0.300"), std::string::npos) << bad.error();
   auto none = Netstack::create(io_, Options{}, [](std::span<const uint8_t>) {});
   ASSERT_FALSE(none);
-  auto two = Netstack::create(io_, Options{{"100.64.0.1", "100.64.0.2"}}, [](std::span<const uint8_t>) {});
+  auto two =
+      Netstack::create(io_, Options{{"100.64.0.1", "100.64.0.2"}}, [](std::span<const uint8_t>) {});
   ASSERT_FALSE(two);
   std::string error;
   make(Options{});
@@ -444,7 +453,8 @@ TEST_F(NetstackTest, OneStackPerProcessAndBadAddresses) {
 
 TEST_F(NetstackTest, DestroyingTheStackFailsOpenStreams) {
   net::ByteStreamPtr server;
-  ASSERT_TRUE(stack_->listen(3, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
+  ASSERT_TRUE(stack_->listen(
+      3, [&](net::ByteStreamPtr s, const ConnectionInfo&) { server = std::move(s); }));
   auto client = dial(kV4, 3);
   ASSERT_TRUE(client);
   ASSERT_TRUE(runUntil([&] { return server != nullptr; }));

@@ -11,7 +11,9 @@
 namespace wsa::term {
 namespace {
 
-ScreenModel::Options size(int rows, int cols) { return {rows, cols, 256 * 1024}; }
+ScreenModel::Options size(int rows, int cols) {
+  return {rows, cols, 256 * 1024};
+}
 
 struct Pos {
   int row, col;

@@ -1,23 +1,25 @@
 // Known-answer tests for the primitives under the WireGuard engine, and its small parts:
 // replay window, allowed IPs, endpoints, keys.
 
-#include <gtest/gtest.h>
+#include "wsa/wg/crypto.h"
 
+#include <gtest/gtest.h>
 #include <sodium.h>
 
 #include <cstring>
 
-#include "wsa/wg/allowed_ips.h"
-#include "wsa/wg/crypto.h"
-#include "wsa/wg/endpoint.h"
 #include "wg/noise.h"
 #include "wg/replay.h"
+#include "wsa/wg/allowed_ips.h"
+#include "wsa/wg/endpoint.h"
 
 namespace wsa::wg {
 namespace {
 
 // Test vectors in hex (keyFromHex has its own test below).
-Bytes32 key32(std::string_view h) { return *keyFromHex(h); }
+Bytes32 key32(std::string_view h) {
+  return *keyFromHex(h);
+}
 
 TEST(WgCryptoTest, Blake2sKnownAnswer) {
   // RFC 7693 appendix B: BLAKE2s-256("abc").
@@ -84,8 +86,8 @@ TEST(WgCryptoTest, ChaCha20Poly1305MatchesLibsodiumAndRejectsTampering) {
   uint8_t nonce[12] = {0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0};
   std::vector<uint8_t> sodium_out(p.size() + 16);
   unsigned long long len = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt(sodium_out.data(), &len, p.data(), p.size(), nullptr,
-                                            0, nullptr, nonce, key.data());
+  crypto_aead_chacha20poly1305_ietf_encrypt(sodium_out.data(), &len, p.data(), p.size(), nullptr, 0,
+                                            nullptr, nonce, key.data());
   EXPECT_EQ(sodium_out, sealed2);
 }
 
@@ -149,7 +151,7 @@ TEST(ReplayWindowTest, EdgeCases) {
   EXPECT_TRUE(w.update(0));
   EXPECT_FALSE(w.update(0));  // replay
   EXPECT_TRUE(w.update(2));
-  EXPECT_TRUE(w.update(1));   // out of order within the window
+  EXPECT_TRUE(w.update(1));  // out of order within the window
   EXPECT_FALSE(w.check(1));
   // Jump far ahead: everything behind the window is refused, everything in it once.
   uint64_t top = 100000;

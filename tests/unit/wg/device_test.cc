@@ -2,12 +2,13 @@
 // manual clock: handshakes, transport, every timer, roaming, cookies and hostile input, without
 // waiting for real time.
 
+#include "wsa/wg/device.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <deque>
 
-#include "wsa/wg/device.h"
 #include "wg/messages.h"
 #include "wsa/common/clock.h"
 
@@ -87,11 +88,13 @@ class WgDeviceTest : public ::testing::Test {
     PeerConfig pa;  // a's view of b
     pa.public_key = b_->device.publicKey();
     pa.endpoint = b_->endpoint;
-    pa.allowed_ips = std::vector<Prefix>{*parsePrefix("100.64.0.2/32"), *parsePrefix("fd7a:115c:a1e0::2/128")};
+    pa.allowed_ips =
+        std::vector<Prefix>{*parsePrefix("100.64.0.2/32"), *parsePrefix("fd7a:115c:a1e0::2/128")};
     ASSERT_TRUE(a_->device.setPeer(pa));
     PeerConfig pb;  // b's view of a: no endpoint (it learns it)
     pb.public_key = a_->device.publicKey();
-    pb.allowed_ips = std::vector<Prefix>{*parsePrefix("100.64.0.1/32"), *parsePrefix("fd7a:115c:a1e0::1/128")};
+    pb.allowed_ips =
+        std::vector<Prefix>{*parsePrefix("100.64.0.1/32"), *parsePrefix("fd7a:115c:a1e0::1/128")};
     ASSERT_TRUE(b_->device.setPeer(pb));
   }
 
@@ -414,13 +417,35 @@ TEST_F(WgDeviceTest, MalformedPacketsAreDroppedAndCounted) {
   auto feed = [&](std::vector<uint8_t> bytes) { b_->device.receive(x, bytes); };
   feed({});
   feed({1});
-  feed({9, 0, 0, 0, 1, 2, 3});                                  // unknown type
-  feed({1, 1, 0, 0});                                           // reserved bytes set
-  feed([] { std::vector<uint8_t> v(100, 0); v[0] = 1; return v; }());
-  feed([] { std::vector<uint8_t> v(kInitiationSize, 0xab); v[0] = 1; v[1] = v[2] = v[3] = 0; return v; }());
-  feed([] { std::vector<uint8_t> v(kResponseSize + 1, 0); v[0] = 2; return v; }());
-  feed([] { std::vector<uint8_t> v(20, 0); v[0] = 4; return v; }());           // data too short
-  feed([] { std::vector<uint8_t> v(64, 0); v[0] = 4; writeLe32(&v[4], 77); return v; }());
+  feed({9, 0, 0, 0, 1, 2, 3});  // unknown type
+  feed({1, 1, 0, 0});           // reserved bytes set
+  feed([] {
+    std::vector<uint8_t> v(100, 0);
+    v[0] = 1;
+    return v;
+  }());
+  feed([] {
+    std::vector<uint8_t> v(kInitiationSize, 0xab);
+    v[0] = 1;
+    v[1] = v[2] = v[3] = 0;
+    return v;
+  }());
+  feed([] {
+    std::vector<uint8_t> v(kResponseSize + 1, 0);
+    v[0] = 2;
+    return v;
+  }());
+  feed([] {
+    std::vector<uint8_t> v(20, 0);
+    v[0] = 4;
+    return v;
+  }());  // data too short
+  feed([] {
+    std::vector<uint8_t> v(64, 0);
+    v[0] = 4;
+    writeLe32(&v[4], 77);
+    return v;
+  }());
   const auto& c = b_->device.counters();
   EXPECT_EQ(c.dropped(Drop::kShort), 5u);
   EXPECT_EQ(c.dropped(Drop::kUnknownType), 2u);

@@ -13,10 +13,10 @@
 
 #include "support/loop.h"
 #include "support/util.h"
+#include "wsa/common/clock.h"
 #include "wsa/wg/device.h"
 #include "wsa/wg/uapi.h"
 #include "wsa/wg/udp.h"
-#include "wsa/common/clock.h"
 
 namespace wsa::wg {
 namespace {
@@ -29,12 +29,16 @@ TEST(WgUdpTest, DatagramsRoundTripOverLoopbackInBatches) {
   asio::io_context io;
   std::vector<std::string> got;
   Endpoint last_from;
-  auto a = UdpBind::open(io, 0, [&](const Endpoint& from, std::span<uint8_t> d) {
-    got.emplace_back(d.begin(), d.end());
-    last_from = from;
-  }, "127.0.0.1");
+  auto a = UdpBind::open(
+      io, 0,
+      [&](const Endpoint& from, std::span<uint8_t> d) {
+        got.emplace_back(d.begin(), d.end());
+        last_from = from;
+      },
+      "127.0.0.1");
   ASSERT_TRUE(a) << a.error();
-  auto b = UdpBind::open(io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
+  auto b = UdpBind::open(
+      io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
   ASSERT_TRUE(b) << b.error();
   Endpoint to = *parseEndpoint("127.0.0.1:" + std::to_string((*a)->port()));
   for (int i = 0; i < 100; ++i) {
@@ -69,9 +73,11 @@ TEST(WgUdpTest, DualStackSocketReachesIPv4Peers) {
 TEST(WgUdpTest, SendQueueIsBoundedAndCountsWhatItDrops) {
   asio::io_context io;
   size_t got = 0;
-  auto a = UdpBind::open(io, 0, [&](const Endpoint&, std::span<uint8_t>) { ++got; }, "127.0.0.1");
+  auto a = UdpBind::open(
+      io, 0, [&](const Endpoint&, std::span<uint8_t>) { ++got; }, "127.0.0.1");
   ASSERT_TRUE(a) << a.error();
-  auto b = UdpBind::open(io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
+  auto b = UdpBind::open(
+      io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
   ASSERT_TRUE(b) << b.error();
   Endpoint to = *parseEndpoint("127.0.0.1:" + std::to_string((*a)->port()));
   uint8_t payload[64] = {};
@@ -95,20 +101,25 @@ TEST(WgUdpTest, SendQueueIsBoundedAndCountsWhatItDrops) {
 
 TEST(WgUdpTest, BindErrorsAreClear) {
   asio::io_context io;
-  auto a = UdpBind::open(io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
+  auto a = UdpBind::open(
+      io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
   ASSERT_TRUE(a);
-  auto b = UdpBind::open(io, (*a)->port(), [](const Endpoint&, std::span<uint8_t>) {},
-                         "127.0.0.1");
+  auto b = UdpBind::open(
+      io, (*a)->port(), [](const Endpoint&, std::span<uint8_t>) {}, "127.0.0.1");
   ASSERT_FALSE(b);
   EXPECT_NE(b.error().find("Address already in use"), std::string::npos) << b.error();
-  auto c = UdpBind::open(io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "not-an-ip");
+  auto c = UdpBind::open(
+      io, 0, [](const Endpoint&, std::span<uint8_t>) {}, "not-an-ip");
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().find("not an IP address"), std::string::npos) << c.error();
 }
 
 class WgUapiTest : public ::testing::Test {
  protected:
-  WgUapiTest() : device_(clock_, DeviceOptions{}, Device::Io{[](const Endpoint&, std::span<const uint8_t>) {}, [](std::span<const uint8_t>) {}}) {
+  WgUapiTest()
+      : device_(clock_, DeviceOptions{},
+                Device::Io{[](const Endpoint&, std::span<const uint8_t>) {},
+                           [](std::span<const uint8_t>) {}}) {
     hooks_.listen_port = [this] { return port_; };
     hooks_.set_listen_port = [this](uint16_t p) -> Status {
       if (p == 1) return makeError("port 1 is taken");

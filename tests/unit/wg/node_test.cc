@@ -1,7 +1,8 @@
 // Coordination nodes to engine peers and back.
+#include "wsa/wg/node.h"
+
 #include <gtest/gtest.h>
 
-#include "wsa/wg/node.h"
 #include "wsa/overlay/v1/node.pb.h"
 
 namespace wsa::wg {
@@ -10,7 +11,8 @@ namespace {
 TEST(WgNodeTest, PeerFromNodeTakesKeyAllowedIpsAndTheFirstUsableEndpoint) {
   PublicKey key = publicKeyOf(generatePrivateKey());
   overlay::v1::Node n;
-  describeNode(key, {"100.64.0.9/32", "fd7a:115c:a1e0::9/128"}, {"not an endpoint", "127.0.0.1:4242", "[::1]:1"}, &n);
+  describeNode(key, {"100.64.0.9/32", "fd7a:115c:a1e0::9/128"},
+               {"not an endpoint", "127.0.0.1:4242", "[::1]:1"}, &n);
   auto pc = peerFromNode(n);
   ASSERT_TRUE(pc) << pc.error();
   EXPECT_EQ(pc->public_key, key);
