@@ -29,8 +29,9 @@
 #include "agent/report_queue.h"
 #include "agent/scripts.h"
 #include "agent/supervisor.h"
-#include "wsa/agent/env.h"
 #include "wsa/common/clock.h"
+#include "wsa/exec/command.h"
+#include "wsa/exec/environment.h"
 
 namespace asio {
 class io_context;
@@ -43,7 +44,7 @@ struct AgentOptions {
   std::string log_dir;
   std::string script_data_dir;
   std::vector<v1::Subsystem> subsystems;
-  EnvMap agent_env;  // agent-level variables for every command
+  exec::EnvMap agent_env;  // agent-level variables for every command
   Duration backoff_floor = std::chrono::milliseconds(100);
   Duration backoff_cap = std::chrono::seconds(10);
   // A connection that lasted this long resets the backoff.
@@ -94,24 +95,20 @@ class Agent {
   std::function<void(v1::Stats*)> stats_hook;
   // Queues a connection audit report (loop thread).
   void reportConnection(v1::ReportConnectionRequest r) { connections_.push(std::move(r)); }
-  // Inputs of the command environment, for sessions served outside the loop.
-  const EnvMap& processEnv() const { return process_env_; }
-  const EnvMap& agentEnv() const { return options_.agent_env; }
-  const UserInfo& user() const { return user_; }
-  const std::string& expandedDirectory() const { return expanded_dir_; }
-  const ChildPriority& childPriority() const { return priority_; }
-  std::string scriptBinDir() const { return scripts_ ? scripts_->binDir() : ""; }
+  // What every command the agent or a session starts is built from (never null): a new
+  // snapshot whenever the manifest, its directory or the script bin directory changes.
+  std::shared_ptr<const exec::CommandContext> commandContext() const { return command_ctx_; }
 
   // Debug views (JSON text).
   std::string debugState() const;
   std::string debugManifest() const;
-  const std::optional<v1::Manifest>& manifest() const { return manifest_; }
+  // The current manifest (null before the first).
+  std::shared_ptr<const v1::Manifest> manifest() const { return manifest_; }
   const std::vector<v1::BannerConfig>& banners() const { return banners_; }
   Lifecycle& lifecycle() { return lifecycle_; }
   LogSender& logs() { return logs_; }
-  // The environment and directory for a command the agent starts.
-  Command makeCommand(const std::string& script, const EnvMap& extra_env,
-                      const EnvMap& session_env = {}) const;
+  // A script the agent runs (start, stop and cron scripts, metadata), with its own variables.
+  exec::Command makeCommand(const std::string& script, const exec::EnvMap& extra_env) const;
 
   class Session;
 
@@ -127,6 +124,7 @@ class Agent {
   void finalState(v1::LifecycleState s);
   void checkFlushed();
   void writeSecretFiles(const v1::Manifest& m);
+  void updateCommandContext();
 
   asio::io_context& io_;
   Clock& clock_;
@@ -134,9 +132,9 @@ class Agent {
   std::unique_ptr<AgentApiFactory> api_factory_;
   AgentMetrics& metrics_;
   std::shared_ptr<spdlog::logger> log_;
-  UserInfo user_;
-  EnvMap process_env_;
-  ChildPriority priority_;
+  exec::UserInfo user_;
+  exec::EnvMap process_env_;
+  exec::ChildPriority priority_;
   Backoff backoff_;
   std::unique_ptr<Timer> reconnect_timer_;
   std::unique_ptr<Timer> shutdown_timer_;
@@ -150,8 +148,9 @@ class Agent {
   MetadataCollector metadata_;
   AppHealth app_health_;
   std::unique_ptr<ScriptRunner> scripts_;
-  std::optional<v1::Manifest> manifest_;
+  std::shared_ptr<const v1::Manifest> manifest_;
   std::string expanded_dir_;
+  std::shared_ptr<const exec::CommandContext> command_ctx_;
   std::vector<v1::BannerConfig> banners_;
   Duration stats_interval_;
 

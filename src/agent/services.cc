@@ -10,8 +10,8 @@
 #include "agent/agent.h"
 #include "agent/http_api.h"
 #include "agent/metrics.h"
-#include "wsa/agent/env.h"
 #include "wsa/common/logging.h"
+#include "wsa/exec/command.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
 #include "wsa/net/splice.h"
@@ -152,16 +152,9 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
 
 void Services::publishContext() {
   auto ctx = std::make_shared<ssh::SessionContext>();
-  ctx->process_env = agent_.processEnv();
-  if (agent_.manifest()) ctx->manifest = std::make_shared<const v1::Manifest>(*agent_.manifest());
-  ctx->agent_env = agent_.agentEnv();
-  ctx->script_bin_dir = agent_.scriptBinDir();
-  ctx->user = agent_.user();
-  ctx->expanded_dir = agent_.expandedDirectory();
-  ctx->priority = agent_.childPriority();
+  ctx->command = agent_.commandContext();
   ctx->banners = agent_.banners();
   ctx->motd_path = agent_.manifest() ? agent_.manifest()->motd_path() : "";
-  ctx_ = ctx;
   ssh_->setContext(ctx);
   maybeStartOverlay();
 }
@@ -214,27 +207,13 @@ void Services::serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::strin
 }
 
 Result<term::ChildSpec> Services::ptyCommand(const std::string& command, term::PtySize size) const {
-  const auto& ctx = *ctx_;
-  CommandEnvInputs in;
-  in.process_env = ctx.process_env;
-  in.manifest = ctx.manifest.get();
-  in.agent_env = ctx.agent_env;
-  in.script_bin_dir = ctx.script_bin_dir;
-  in.user = ctx.user;
-  EnvMap env = buildCommandEnv(in);
-  rpty::withTerminalEnv(&env);
-  term::ChildSpec spec;
-  spec.cwd = commandDirectory(ctx.expanded_dir, ctx.user.home);
-  spec.priority = ctx.priority;
+  auto run =
+      command.empty() ? exec::Invocation::loginShell() : exec::Invocation::shellScript(command);
+  exec::BuiltCommand cmd = exec::buildCommand(*agent_.commandContext(), run);
+  rpty::withTerminalEnv(&cmd.env);
+  term::ChildSpec spec = term::childSpec(cmd);
   spec.pty = true;
   spec.size = size;
-  if (command.empty()) {
-    spec.argv = {ctx.user.shell};
-    spec.argv0 = term::loginArgv0(ctx.user.shell);
-  } else {
-    spec.argv = shellCommand(ctx.user.shell, command);
-  }
-  spec.env = toEnvList(env);
   return spec;
 }
 

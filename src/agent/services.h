@@ -82,7 +82,6 @@ class Services {
   AgentMetrics& metrics_;
   Worker& worker_;
   ServicesConfig config_;
-  std::shared_ptr<const ssh::SessionContext> ctx_;
   std::unique_ptr<ssh::SshServer> ssh_;
   std::unique_ptr<rpty::Server> rpty_;
   std::unique_ptr<speedtest::Server> speedtest_;

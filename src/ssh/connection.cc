@@ -498,14 +498,12 @@ class Connection::SessionChannel final : public Connection::Channel {
       relay_ = std::make_unique<Relay>(conn_, ch_, -1, -1, -1);
       return 0;
     }
-    agent::CommandEnvInputs in;
-    in.process_env = ctx->process_env;
-    in.session_env = env_;
-    in.manifest = ctx->manifest.get();
-    in.agent_env = ctx->agent_env;
-    in.script_bin_dir = ctx->script_bin_dir;
-    in.user = ctx->user;
-    agent::EnvMap env = agent::buildCommandEnv(in);
+    exec::Invocation run = subsystem         ? exec::Invocation::program({command})
+                           : command.empty() ? exec::Invocation::loginShell()
+                                             : exec::Invocation::shellScript(command);
+    login_ = run.kind == exec::Invocation::Kind::kLoginShell;
+    exec::BuiltCommand cmd = exec::buildCommand(*ctx->command, run, env_);
+    exec::EnvMap& env = cmd.env;
     std::string local_ip = "0.0.0.0";
     uint16_t local_port = 0;
     server.localAddress(conn_.fd_, &local_ip, &local_port);
@@ -516,23 +514,10 @@ class Connection::SessionChannel final : public Connection::Channel {
     if (pty_) env["TERM"] = term_;
     if (!conn_.agent_socket_.empty()) env["SSH_AUTH_SOCK"] = conn_.agent_socket_;
     if (!conn_.x11_display_.empty()) env["DISPLAY"] = conn_.x11_display_;
-    ChildSpec spec;
-    spec.cwd = agent::commandDirectory(ctx->expanded_dir, ctx->user.home);
-    spec.priority = ctx->priority;
+    if (pty_) env["SSH_TTY"] = "";  // filled in with the terminal's name by spawnChild
+    ChildSpec spec = term::childSpec(cmd);
     spec.pty = pty_;
     spec.size = size_;
-    if (subsystem) {
-      spec.argv = {command};
-    } else if (command.empty()) {
-      // A login shell: argv[0] starts with '-'.
-      spec.argv = {ctx->user.shell};
-      spec.argv0 = term::loginArgv0(ctx->user.shell);
-      login_ = true;
-    } else {
-      spec.argv = agent::shellCommand(ctx->user.shell, command);
-    }
-    if (pty_) env["SSH_TTY"] = "";  // filled in with the terminal's name by spawnChild
-    spec.env = agent::toEnvList(env);
     if (login_ && pty_) writeGreeting(*ctx);
     auto child = spawnChild(spec);
     conn_id_ = server.reportConnect(kind_, conn_.peerIp());
@@ -572,7 +557,7 @@ class Connection::SessionChannel final : public Connection::Channel {
       if (!b.enabled() || trim(b.message()).empty()) continue;
       text += std::string(trim(b.message())) + "\n\n";
     }
-    bool hushed = fileExists(ctx.user.home + "/.hushlogin");
+    bool hushed = fileExists(ctx.command->user.home + "/.hushlogin");
     if (!hushed && !ctx.motd_path.empty()) {
       auto motd = readFile(ctx.motd_path, 64 * 1024);
       if (motd) text += *motd;
@@ -1109,8 +1094,8 @@ void Connection::enableX11(bool single, const std::string& proto, const std::str
         ::dup2(devnull, 1);
         ::dup2(devnull, 2);
         if (ctx) {
-          ::setenv("HOME", ctx->user.home.c_str(), 1);
-          if (::chdir(ctx->user.home.c_str()) != 0) _exit(1);
+          ::setenv("HOME", ctx->command->user.home.c_str(), 1);
+          if (::chdir(ctx->command->user.home.c_str()) != 0) _exit(1);
         }
         ::execl(xauth.c_str(), "xauth", "-q", "-", static_cast<char*>(nullptr));
         _exit(127);
