@@ -114,12 +114,16 @@ class Agent::Session {
               after([&a, &api] { return a.app_health_.makeRoutine(api); }));
     sup_->add("banners", Behavior::kStop, after([this] { return makeBanners(); }));
     sup_->add("stats", Behavior::kStop, after([this] { return makeStats(); }));
-    sup_->add("coordinate", Behavior::kRemain, after([&a, &api]() -> std::shared_ptr<Routine> {
-                if (a.overlay_routine) {
-                  if (auto r = a.overlay_routine(api)) return r;
-                }
-                return std::make_shared<IdleRoutine>();
-              }));
+    // The extensions' routines (the overlay's coordination).
+    for (AgentExtension* ext : a.extensions_) {
+      for (auto& r : ext->routinesFor(api)) {
+        sup_->add(r.name, r.behavior,
+                  after([make = std::move(r.make)]() -> std::shared_ptr<Routine> {
+                    if (auto routine = make ? make() : nullptr) return routine;
+                    return std::make_shared<IdleRoutine>();
+                  }));
+      }
+    }
     if (graceful) sup_->beginGracefulShutdown();
     sup_->start();
   }
@@ -295,7 +299,7 @@ class Agent::Session {
       if (with_stats) {
         auto* s = req.mutable_stats();
         s->set_connection_median_latency_ms(-1);
-        if (a_.stats_hook) a_.stats_hook(s);
+        for (AgentExtension* ext : a_.extensions_) ext->fillStats(s);
         a_.metrics_.toStats(s);
       }
       beginCall();
@@ -419,6 +423,11 @@ void Agent::updateCommandContext() {
   command_ctx_ = std::move(c);
 }
 
+// Tells the extensions (on the loop) that what sessions see changed: manifest, banners.
+void Agent::contextChanged() {
+  for (AgentExtension* ext : extensions_) ext->contextChanged();
+}
+
 void Agent::start() {
   if (started_) return;
   started_ = true;
@@ -476,7 +485,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   app_health_.setApps({manifest_->apps().begin(), manifest_->apps().end()});
   writeSecretFiles(*manifest_);
   if (first_manifest_done_) {
-    if (on_context_changed) on_context_changed();
+    contextChanged();
     return;  // startup work happens once per agent lifetime
   }
   first_manifest_done_ = true;
@@ -494,7 +503,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
     log_->error("scripts: {}", s.error());
   }
   updateCommandContext();  // the script bin directory is known now
-  if (on_context_changed) on_context_changed();
+  contextChanged();
   if (shutting_down_) return;
   lifecycle_.set(v1::LIFECYCLE_STATE_STARTING);
   runStartScripts();
@@ -527,7 +536,7 @@ void Agent::refreshBanners(AgentApi& api, std::function<void(const RpcStatus&)> 
             if (b.enabled()) text += (text.empty() ? "" : " | ") + b.message();
           }
           log_->debug("banners: {}", text.empty() ? "(none)" : text);
-          if (on_context_changed) on_context_changed();
+          contextChanged();
         }
         done(st);
       });
@@ -564,7 +573,7 @@ void Agent::shutdown(const std::string& reason) {
   if (shutting_down_ || hard_stopped_) return;
   shutting_down_ = true;
   log_->info("graceful shutdown: {}", reason);
-  for (auto& hook : on_stop_accepting) hook();
+  for (AgentExtension* ext : extensions_) ext->stopAccepting();
   lifecycle_.set(v1::LIFECYCLE_STATE_SHUTTING_DOWN);
   if (session_) session_->beginGracefulShutdown();
   if (scripts_) {

@@ -10,6 +10,9 @@
 // Graceful shutdown (docs/shutdown.md): stop accepting sessions, report shutting_down, stop the
 // kStop routines, run stop scripts (bounded), report the final state, flush logs and reports
 // (bounded), then stop hard.
+//
+// What is built on the agent (the services) sees it only as a ServiceHost and is driven only
+// through the AgentExtension interface, registered by main.cc.
 
 #include <spdlog/logger.h>
 
@@ -22,12 +25,14 @@
 #include "agent/api.h"
 #include "agent/app_health.h"
 #include "agent/backoff.h"
+#include "agent/extension.h"
 #include "agent/lifecycle.h"
 #include "agent/log_sender.h"
 #include "agent/metadata.h"
 #include "agent/metrics.h"
 #include "agent/report_queue.h"
 #include "agent/scripts.h"
+#include "agent/service_host.h"
 #include "agent/supervisor.h"
 #include "wsa/common/clock.h"
 #include "wsa/exec/command.h"
@@ -66,11 +71,11 @@ struct AgentOptions {
   std::optional<int> child_nice;
 };
 
-class Agent {
+class Agent final : public ServiceHost {
  public:
   Agent(asio::io_context& io, Clock& clock, AgentOptions options,
         std::unique_ptr<AgentApiFactory> api_factory, AgentMetrics& metrics, HealthProbe probe);
-  ~Agent();
+  ~Agent() override;
 
   void start();
   // Graceful shutdown (idempotent).
@@ -83,28 +88,25 @@ class Agent {
   void drainRpc(std::chrono::milliseconds timeout) { api_factory_->drain(timeout); }
   // Called once when the agent has stopped; the argument is the process exit code.
   std::function<void(int)> on_exit;
-  // Hooks for services that accept sessions (SSH, PTY, ...): called when shutdown begins.
-  std::vector<std::function<void()>> on_stop_accepting;
+  // Registers what is built on the agent (the services; not owned, outlives the agent's
+  // loop). Before start().
+  void addExtension(AgentExtension* extension) { extensions_.push_back(extension); }
 
-  // Fires (on the loop) when what sessions see changes: manifest, banners.
-  std::function<void()> on_context_changed;
-  // Makes, for each connection (once the manifest is there), the overlay's coordination routine
-  // (kRemain). Set by the services; when unset or returning null, nothing coordinates.
-  std::function<std::shared_ptr<Routine>(AgentApi&)> overlay_routine;
-  // Adds session figures (SSH, PTY) to each stats report.
-  std::function<void(v1::Stats*)> stats_hook;
-  // Queues a connection audit report (loop thread).
-  void reportConnection(v1::ReportConnectionRequest r) { connections_.push(std::move(r)); }
+  // ServiceHost: what the services may see of the agent.
   // What every command the agent or a session starts is built from (never null): a new
   // snapshot whenever the manifest, its directory or the script bin directory changes.
-  std::shared_ptr<const exec::CommandContext> commandContext() const { return command_ctx_; }
-
-  // Debug views (JSON text).
-  std::string debugState() const;
-  std::string debugManifest() const;
+  std::shared_ptr<const exec::CommandContext> commandContext() const override {
+    return command_ctx_;
+  }
   // The current manifest (null before the first).
-  std::shared_ptr<const v1::Manifest> manifest() const { return manifest_; }
-  const std::vector<v1::BannerConfig>& banners() const { return banners_; }
+  std::shared_ptr<const v1::Manifest> manifest() const override { return manifest_; }
+  const std::vector<v1::BannerConfig>& banners() const override { return banners_; }
+  // Queues a connection audit report (loop thread).
+  void reportConnection(v1::ReportConnectionRequest r) override { connections_.push(std::move(r)); }
+  std::string debugManifest() const override;
+
+  // Debug view (JSON text).
+  std::string debugState() const;
   Lifecycle& lifecycle() { return lifecycle_; }
   LogSender& logs() { return logs_; }
   // A script the agent runs (start, stop and cron scripts, metadata), with its own variables.
@@ -125,6 +127,7 @@ class Agent {
   void checkFlushed();
   void writeSecretFiles(const v1::Manifest& m);
   void updateCommandContext();
+  void contextChanged();
 
   asio::io_context& io_;
   Clock& clock_;
@@ -153,6 +156,7 @@ class Agent {
   std::shared_ptr<const exec::CommandContext> command_ctx_;
   std::vector<v1::BannerConfig> banners_;
   Duration stats_interval_;
+  std::vector<AgentExtension*> extensions_;
 
   bool started_ = false;
   bool first_manifest_done_ = false;
