@@ -1,18 +1,66 @@
-// The session's failure paths before the overlay: the real control server (wsa_controld_lib)
-// serves gRPC on a unix socket inside the test process, and Session::connect asks it about
-// agents the user may not reach, or that are not connected. No binaries are spawned.
+// The session's failure paths: the real control server (wsa_controld_lib) serves gRPC on a unix
+// socket inside the test process. Session::connect asks it about agents the user may not
+// reach, or that are not connected; Session::run coordinates with a stand-in agent (a
+// Coordinate stream with the agent's token that publishes a node nothing answers for) and
+// says why the agent could not be reached. No binaries are spawned.
 
 #include "client/session.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "controld/config.h"
 #include "controld/server.h"
 #include "support/controld_harness.h"
 #include "support/util.h"
+#include "wsa/control/channel.h"
+#include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 
 namespace wsa::client {
 namespace {
+
+namespace ov = wsa::overlay::v1;
+using namespace std::chrono_literals;
+
+// An agent that only coordinates: it publishes a node (a key nobody holds, the given
+// endpoints) and so counts as connected; WireGuard never answers for it.
+class StandInAgent {
+ public:
+  StandInAgent(const std::string& socket, const std::string& token,
+               const std::vector<std::string>& endpoints) {
+    channel_ = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
+    stub_ = ov::Overlay::NewStub(channel_);
+    control::prepareContext(ctx_, token);
+    stream_ = stub_->Coordinate(&ctx_);
+    ov::CoordinateRequest req;
+    auto* node = req.mutable_update_self()->mutable_node();
+    node->set_key(std::string(32, 'A'));
+    for (const auto& e : endpoints) node->add_endpoints(e);
+    ok_ = stream_->Write(req);
+  }
+  ~StandInAgent() {
+    ctx_.TryCancel();
+    stream_->Finish();
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<ov::Overlay::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<ov::CoordinateRequest, ov::CoordinateResponse>> stream_;
+  bool ok_ = false;
+};
+
+// A command that only records that the session got as far as dialing.
+class RecordStart final : public Command {
+ public:
+  void start(Session& session) override {
+    started = true;
+    session.finish();
+  }
+  bool started = false;
+};
 
 class ClientSessionTest : public ::testing::Test {
  protected:
@@ -31,13 +79,24 @@ class ClientSessionTest : public ::testing::Test {
   }
 
   // Connects as user `user` (an index into the config's users) to `agent`.
-  Outcome<std::unique_ptr<Session>> connect(const std::string& agent, size_t user = 0) {
+  Outcome<std::unique_ptr<Session>> connect(const std::string& agent, size_t user = 0,
+                                            RelayMode relay = RelayMode::kAuto,
+                                            std::chrono::seconds timeout = 10s) {
     SessionOptions o;
     o.url = "unix:" + dir_.file("grpc.sock");
     o.token = config_["users"][user]["token"];
     o.agent = agent;
-    o.connect_timeout = std::chrono::seconds(10);
+    o.relay = relay;
+    o.connect_timeout = timeout;
     return Session::connect(std::move(o));
+  }
+  // Starts the stand-in agent "dev" and waits (bounded) until the server counts it connected.
+  std::unique_ptr<StandInAgent> standInAgent(const std::vector<std::string>& endpoints) {
+    auto agent = std::make_unique<StandInAgent>(dir_.file("grpc.sock"),
+                                                config_["agents"][0]["token"], endpoints);
+    EXPECT_TRUE(agent->ok());
+    EXPECT_TRUE(test::waitUntil([&] { return connect("dev").ok(); }, 10s));
+    return agent;
   }
 
   test::TempDir dir_;
@@ -90,6 +149,43 @@ TEST_F(ClientSessionTest, BadUrlIsAUsageError) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.exit().code, 2);
   EXPECT_EQ(s.exit().message.rfind("--url: ", 0), 0u) << s.exit().message;
+}
+
+TEST_F(ClientSessionTest, RelayNeverAndAnAgentWithoutEndpointFails) {
+  auto agent = standInAgent({});
+  auto s = connect("dev", 0, RelayMode::kNever);
+  ASSERT_TRUE(s) << s.exit().message;
+  RecordStart command;
+  Exit e = (*s)->run(command);
+  EXPECT_EQ(e.code, 1);
+  EXPECT_EQ(e.message,
+            "the agent publishes no UDP endpoint, and --relay never rules out the relay");
+  EXPECT_FALSE(command.started);
+}
+
+TEST_F(ClientSessionTest, AnAgentThatNeverAnswersFailsAtTheDeadlineNamingThePath) {
+  auto agent = standInAgent({"127.0.0.1:9"});
+  auto s = connect("dev", 0, RelayMode::kNever, 1s);
+  ASSERT_TRUE(s) << s.exit().message;
+  RecordStart command;
+  Exit e = (*s)->run(command);
+  EXPECT_EQ(e.code, 1);
+  EXPECT_EQ(e.message,
+            "could not reach agent \"dev\" over the overlay within 1 s (could not reach agent "
+            "\"dev\": no WireGuard handshake completed over UDP to 127.0.0.1:9 (--relay never))");
+  EXPECT_FALSE(command.started);  // the agent never said it was ready, and 5 s had not passed
+}
+
+TEST_F(ClientSessionTest, RelayAlwaysTriesTheRelayAndSaysSo) {
+  auto agent = standInAgent({"127.0.0.1:9"});
+  auto s = connect("dev", 0, RelayMode::kAlways, 1s);
+  ASSERT_TRUE(s) << s.exit().message;
+  RecordStart command;
+  Exit e = (*s)->run(command);
+  EXPECT_EQ(e.code, 1);
+  EXPECT_EQ(e.message,
+            "could not reach agent \"dev\" over the overlay within 1 s (could not reach agent "
+            "\"dev\": no WireGuard handshake completed through the control server's relay)");
 }
 
 TEST(ClientSessionNoServer, UnreachableControlServerFailsWithinTheTimeout) {
