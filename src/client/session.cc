@@ -10,10 +10,10 @@
 #include "wsa/control/channel.h"
 #include "wsa/control/relay_stream.h"
 #include "wsa/netstack/netstack.h"
+#include "wsa/overlay/node.h"
+#include "wsa/overlay/relay_path.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 #include "wsa/wg/device.h"
-#include "wsa/wg/node.h"
-#include "wsa/wg/relay_path.h"
 #include "wsa/wg/udp.h"
 
 namespace wsa::client {
@@ -97,7 +97,7 @@ Exit Session::run(Command& command) {
 }
 
 Exit Session::startEngine() {
-  relay_ = std::make_unique<wg::RelayPath>();
+  relay_ = std::make_unique<overlay::RelayPath>();
   device_ = std::make_unique<wg::Device>(
       *clock_, wg::DeviceOptions{},
       wg::Device::Io{
@@ -135,9 +135,9 @@ Exit Session::startCoordination() {
   auto* node = req.mutable_update_self()->mutable_node();
   node->set_id(found_->client_id());
   // No endpoints: we initiate, and the agent learns ours from the first packet.
-  wg::describeNode(device_->publicKey(),
-                   {found_->client_addresses().begin(), found_->client_addresses().end()}, {},
-                   node);
+  overlay::describeNode(device_->publicKey(),
+                        {found_->client_addresses().begin(), found_->client_addresses().end()}, {},
+                        node);
   req.mutable_add_tunnel()->set_id(found_->agent_id());
   if (!coordinate_->Write(req)) {
     return Exit::failure("the coordination stream closed at once: " +
@@ -181,7 +181,7 @@ void Session::onResponse(const ov::CoordinateResponse& r) {
 }
 
 bool Session::onAgentNode(const PeerUpdate& up) {
-  auto peer = wg::peerFromNode(up.node());
+  auto peer = overlay::peerFromNode(up.node());
   if (!peer) {
     log_->warn("agent node: {}", peer.error());
     return true;

@@ -40,12 +40,14 @@ class LookupAgentResponse;
 }  // namespace wsa::overlay::v1
 namespace wsa::wg {
 class Device;
-class RelayPath;
 class UdpBind;
 struct PeerConfig;
 }  // namespace wsa::wg
 namespace wsa::netstack {
 class Netstack;
+}
+namespace wsa::overlay {
+class RelayPath;
 }
 namespace spdlog {
 class logger;
@@ -139,7 +141,7 @@ class Session {
   // The engine: WireGuard over UDP or the relay, the userspace stack on our overlay addresses.
   std::unique_ptr<wg::UdpBind> udp_;
   std::unique_ptr<netstack::Netstack> stack_;
-  std::unique_ptr<wg::RelayPath> relay_;
+  std::unique_ptr<overlay::RelayPath> relay_;
   std::unique_ptr<wg::Device> device_;
 
   // Coordination with the agent through the control server.
