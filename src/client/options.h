@@ -7,16 +7,15 @@
 #include <string>
 
 #include "client/exit.h"
+#include "wsa/overlay/path_selector.h"
 #include "wsa/speedtest/speedtest.h"
 
 namespace wsa::client {
 
-// How WireGuard reaches the agent: directly over UDP, or through the control server's relay.
-enum class RelayMode {
-  kAuto,    // direct; the relay when no handshake completes within a few seconds
-  kAlways,  // the relay only
-  kNever,   // direct only
-};
+// How WireGuard reaches the agent (--relay): directly over UDP, the relay when no handshake
+// completes within a few seconds (auto); the control server's relay only (always); direct only
+// (never). The overlay's PathSelector acts on it.
+using RelayMode = overlay::RelayMode;
 
 // What reaching one agent takes.
 struct SessionOptions {

@@ -5,35 +5,24 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <set>
 
 #include "wsa/common/logging.h"
 #include "wsa/control/channel.h"
+#include "wsa/control/coordinate_stream.h"
 #include "wsa/control/relay_stream.h"
-#include "wsa/netstack/netstack.h"
-#include "wsa/overlay/node.h"
-#include "wsa/overlay/relay_path.h"
+#include "wsa/overlay/coordinator.h"
+#include "wsa/overlay/engine.h"
+#include "wsa/overlay/path_selector.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
-#include "wsa/wg/device.h"
-#include "wsa/wg/udp.h"
 
 namespace wsa::client {
 
 namespace ov = wsa::overlay::v1;
-using PeerUpdate = ov::CoordinateResponse::PeerUpdate;
-
-namespace {
-
-// How long a direct handshake may take before auto mode turns to the relay.
-constexpr std::chrono::seconds kDirectGrace{3};
-// How long to wait for the agent's ready_for_handshake (an agent that predates it never sends
-// one) before dialing anyway.
-constexpr std::chrono::seconds kReadyFallback{5};
-
-std::string stripPrefix(const std::string& cidr) {
-  return cidr.substr(0, cidr.find('/'));
-}
-
-}  // namespace
 
 class Session::Signals {
  public:
@@ -41,12 +30,47 @@ class Session::Signals {
   asio::signal_set set;
 };
 
+// The Coordinate and relay streams report their end on a gRPC thread. Each end is posted to the
+// loop first and counted here second: once no stream is open, nothing of theirs will touch the
+// session again.
+class Session::StreamEnds {
+ public:
+  // Makes `on_done` of the stream called `what` post to the loop and count the end.
+  void track(asio::io_context& io, const std::string& what,
+             std::function<void(int, std::string)>& on_done) {
+    {
+      std::lock_guard l(mu_);
+      open_.insert(what);
+    }
+    on_done = [this, &io, what, done = std::move(on_done)](int code, std::string message) {
+      asio::post(io, [done, code, message] {
+        if (done) done(code, message);
+      });
+      std::lock_guard l(mu_);
+      open_.erase(open_.find(what));
+      cv_.notify_all();
+    };
+  }
+  // Waits for every stream's end; the name of one still open when the time is up.
+  std::optional<std::string> waitAll(std::chrono::seconds timeout) {
+    std::unique_lock l(mu_);
+    if (cv_.wait_for(l, timeout, [this] { return open_.empty(); })) return std::nullopt;
+    return *open_.begin();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multiset<std::string> open_;
+};
+
 Session::Session(SessionOptions options)
     : options_(std::move(options)),
       log_(logging::get("wsa")),
       io_(std::make_unique<asio::io_context>(1)),
       clock_(makeLoopClock(*io_)),
-      found_(std::make_unique<ov::LookupAgentResponse>()) {}
+      found_(std::make_unique<ov::LookupAgentResponse>()),
+      ends_(std::make_unique<StreamEnds>()) {}
 
 Session::~Session() = default;
 
@@ -83,246 +107,155 @@ Exit Session::lookup() {
 Exit Session::run(Command& command) {
   command_ = &command;
   if (Exit e = startEngine(); e.code != 0) return e;
-  if (Exit e = startCoordination(); e.code != 0) return e;
+  startCoordination();
   deadline_ = clock_->createTimer();
-  ready_fallback_ = clock_->createTimer();
-  direct_grace_ = clock_->createTimer();
   deadline_->schedule(options_.connect_timeout, [this] { onDeadline(); });
   signals_ = std::make_unique<Signals>(*io_);
-  reader_ = std::thread([this] { readCoordination(); });
   io_->run();
   teardown();
   if (!failure_.empty()) return Exit::failure(failure_);
   return Exit::success();
 }
 
+// The engine on our overlay addresses (userspace stack, no privileges), and the choice of path
+// to the agent acting on it.
 Exit Session::startEngine() {
-  relay_ = std::make_unique<overlay::RelayPath>();
-  device_ = std::make_unique<wg::Device>(
-      *clock_, wg::DeviceOptions{},
-      wg::Device::Io{
-          .send =
-              [this](const wg::Endpoint& to, std::span<const uint8_t> d) {
-                if (!relay_->send(to, d) && udp_) udp_->send(to, d);
-              },
-          .deliver =
-              [this](std::span<const uint8_t> p) {
-                if (stack_) stack_->input(p);
-              },
-      });
-  device_->setPrivateKey(wg::generatePrivateKey());
-  auto u = wg::UdpBind::open(*io_, 0, [this](const wg::Endpoint& from, std::span<uint8_t> d) {
-    device_->receive(from, d);
-  });
-  if (!u) return Exit::failure(u.error());
-  udp_ = std::move(*u);
-  netstack::Options nopts;
-  for (const auto& a : found_->client_addresses()) nopts.addresses.push_back(stripPrefix(a));
-  auto n = netstack::Netstack::create(*io_, nopts,
-                                      [this](std::span<const uint8_t> p) { device_->send(p); });
-  if (!n) return Exit::failure(n.error());
-  stack_ = std::move(*n);
+  overlay::EngineOptions eo;
+  eo.addresses = {found_->client_addresses().begin(), found_->client_addresses().end()};
+  eo.name = "wsa";
+  eo.logger = "wsa";
+  auto engine = overlay::Engine::start(*io_, *clock_, std::move(eo));
+  if (!engine) return Exit::failure(engine.error());
+  engine_ = std::move(*engine);
+
+  overlay::PathSelector::Options po;
+  po.mode = options_.relay;
+  po.agent = options_.agent;
+  po.logger = "wsa";
+  overlay::PathSelector::Actions pa;
+  pa.use_path = [this](overlay::Path path) {
+    return coordinator_->setRoute(found_->agent_id(), path == overlay::Path::kRelay
+                                                          ? overlay::Route::kRelay
+                                                          : overlay::Route::kPublished);
+  };
+  pa.handshake = [this] {
+    if (const auto* agent = agentPeer()) engine_->device().initiateHandshake(agent->public_key);
+  };
+  pa.dial = [this] { startCommand(); };
+  pa.fail = [this](const std::string& message) { fail(message); };
+  pa.has_session = [this] { return hasSession(); };
+  path_ = std::make_unique<overlay::PathSelector>(*clock_, std::move(po), std::move(pa));
   return Exit::success();
 }
 
-// Coordinate: publish our node, open the tunnel, learn the agent's node.
-Exit Session::startCoordination() {
-  coordinate_context_ = std::make_unique<grpc::ClientContext>();
-  control::prepareContext(*coordinate_context_, options_.token);
-  auto stub = ov::Overlay::NewStub(channel_);
-  coordinate_ = stub->Coordinate(coordinate_context_.get());
-  ov::CoordinateRequest req;
-  auto* node = req.mutable_update_self()->mutable_node();
-  node->set_id(found_->client_id());
-  // No endpoints: we initiate, and the agent learns ours from the first packet.
-  overlay::describeNode(device_->publicKey(),
-                        {found_->client_addresses().begin(), found_->client_addresses().end()}, {},
-                        node);
-  req.mutable_add_tunnel()->set_id(found_->agent_id());
-  if (!coordinate_->Write(req)) {
-    return Exit::failure("the coordination stream closed at once: " +
-                         coordinate_->Finish().error_message());
-  }
-  return Exit::success();
-}
-
-// The reader thread: hands each response to the loop.
-void Session::readCoordination() {
-  ov::CoordinateResponse r;
-  bool first = true;
-  while (coordinate_->Read(&r)) {
-    asio::post(*io_, [this, r, first] {
-      // The server has our node by now (it answered our add_tunnel), so the relay's hello,
-      // which must name a published key, is accepted.
-      if (first) openRelay();
-      onResponse(r);
-    });
-    first = false;
-  }
-  asio::post(*io_, [this] {
-    if (!dialing_ && failure_.empty()) failure_ = "the coordination stream ended";
-  });
-}
-
-void Session::onResponse(const ov::CoordinateResponse& r) {
-  if (!r.error().empty()) return fail("control server: " + r.error());
-  for (const auto& up : r.peer_updates()) {
-    if (up.id() != found_->agent_id()) continue;
-    if (up.kind() == PeerUpdate::KIND_READY_FOR_HANDSHAKE) {
-      log_->info("agent ready for our handshake");
-      agent_ready_ = true;
-    } else if (up.kind() != PeerUpdate::KIND_NODE) {
-      log_->info("agent: {}", up.reason());
-    } else {
-      if (!onAgentNode(up)) return;
-    }
-  }
-  decide();
-}
-
-bool Session::onAgentNode(const PeerUpdate& up) {
-  auto peer = overlay::peerFromNode(up.node());
-  if (!peer) {
-    log_->warn("agent node: {}", peer.error());
-    return true;
-  }
-  if (agent_peer_ && agent_peer_->public_key != peer->public_key) {
-    device_->removePeer(agent_peer_->public_key);  // the agent restarted
-  }
-  agent_peer_ = std::make_unique<wg::PeerConfig>(*peer);
-  log_->info("agent node: endpoint {}",
-             agent_peer_->endpoint ? agent_peer_->endpoint->toString() : "(none)");
-  if (path_ != Path::kNone && !applyPath()) return false;
-  if (have_node_) return true;
-  have_node_ = true;
-  // The agent says when it has added us (ready_for_handshake); should that not come (an agent
-  // that predates it), a grace period stands in for it.
-  ready_fallback_->schedule(kReadyFallback, [this] {
-    log_->info("the agent did not say it was ready for our handshake within 5 s; dialing");
-    agent_ready_ = true;
-    decide();
-  });
-  return true;
-}
-
-// Chooses the path to the agent (direct, or the relay) and dials once the agent is ready.
-void Session::decide() {
-  if (!agent_peer_ || !failure_.empty()) return;
-  bool relayed = options_.relay == RelayMode::kAlways || !agent_peer_->endpoint || fell_back_;
-  if (relayed) {
-    if (options_.relay == RelayMode::kNever) {
-      return fail("the agent publishes no UDP endpoint, and --relay never rules out the relay");
-    }
-    if (!relay_->ready()) return;  // the relay's on_ready decides again
-    if (path_ != Path::kRelay) {
-      path_ = Path::kRelay;
-      if (!applyPath()) return;
-      log_->info("reaching the agent through the control server's relay");
-      if (dialing_) device_->initiateHandshake(agent_peer_->public_key);
-    }
-  } else if (path_ == Path::kNone) {
-    path_ = Path::kDirect;
-    if (!applyPath()) return;
-    log_->info("reaching the agent directly at {}", agent_peer_->endpoint->toString());
-  }
-  if (have_node_ && agent_ready_) startCommand();
-}
-
-// Points the agent's peer at the chosen path.
-bool Session::applyPath() {
-  wg::PeerConfig pc = *agent_peer_;
-  if (path_ == Path::kRelay) pc.endpoint = relay_->endpointFor(pc.public_key);
-  if (auto st = device_->setPeer(pc); !st) {
-    fail(st.error());
+// Coordinate: publish our node (no endpoints: we initiate, and the agent learns ours from the
+// first packet) with a tunnel to the agent, learn the agent's node; the relay stream opens once
+// the server has answered (its hello must name a key the server knows).
+void Session::startCoordination() {
+  overlay::CoordinatorOptions co;
+  co.publish_endpoints = false;
+  co.add_tunnels = {found_->agent_id()};
+  co.tunnel_peers_only = true;
+  co.answer_ready_for_handshake = false;
+  co.remove_departed_peers = false;
+  co.default_route = overlay::Route::kNone;  // until the path is chosen
+  co.relay.open = options_.relay == RelayMode::kNever
+                      ? overlay::CoordinatorOptions::Relay::Open::kNever
+                      : overlay::CoordinatorOptions::Relay::Open::kAfterFirstResponse;
+  co.relay.reopen = false;  // the path selector decides what its end means
+  co.logger = "wsa";
+  overlay::CoordinatorHooks hooks;
+  hooks.on_peer = [this](const overlay::PeerEvent& e) { onPeer(e); };
+  hooks.on_server_error = [this](const std::string& error) {
+    fail("control server: " + error);
     return false;
-  }
-  return true;
+  };
+  hooks.on_relay_ready = [this] { path_->onRelayReady(); };
+  hooks.on_relay_ended = [this](int code, const std::string& message) {
+    path_->onRelayEnded(code, message);
+  };
+  coordinator_ =
+      std::make_unique<overlay::Coordinator>(*engine_, *clock_, std::move(co), std::move(hooks));
+  coordinator_->start(found_->client_id(), transport(),
+                      [this](int, const std::string&) { onCoordinationEnded(); });
 }
 
-// Handshakes now (a forwarder may not send anything for a while) and gives the direct path a
-// few seconds; in auto mode the relay takes over if no session comes of it.
-void Session::watchDirect() {
-  device_->initiateHandshake(agent_peer_->public_key);
-  if (options_.relay != RelayMode::kAuto || path_ != Path::kDirect) return;
-  direct_grace_->schedule(kDirectGrace, [this] {
-    if (hasSession() || path_ != Path::kDirect) return;
-    log_->info("no direct handshake with the agent within {} s; using the relay",
-               kDirectGrace.count());
-    fell_back_ = true;
-    decide();
-  });
+// The streams on our own channel, their callbacks on the loop.
+overlay::CoordinatorTransport Session::transport() {
+  auto post = [this](std::function<void()> f) { asio::post(*io_, std::move(f)); };
+  overlay::CoordinatorTransport t;
+  t.coordinate = [this, post](control::CoordinateStream::Callbacks cb) {
+    cb.post = post;
+    ends_->track(*io_, "coordination", cb.on_done);
+    return control::CoordinateStream::start(channel_, options_.token, std::move(cb));
+  };
+  t.relay = [this, post](const control::RelayStream::Key& key, control::RelayStream::Callbacks cb) {
+    cb.post = post;
+    ends_->track(*io_, "relay", cb.on_done);
+    return control::RelayStream::start(channel_, options_.token, key, std::move(cb));
+  };
+  return t;
+}
+
+void Session::onPeer(const overlay::PeerEvent& e) {
+  using Kind = overlay::PeerEvent::Kind;
+  switch (e.kind) {
+    case Kind::kAdded:
+    case Kind::kChanged:
+    case Kind::kNewKey: {
+      overlay::PathSelector::AgentNode node;
+      if (e.node->endpoint) node.endpoint = e.node->endpoint->toString();
+      node.new_key = e.kind == Kind::kNewKey;
+      path_->onAgentNode(node);
+      break;
+    }
+    case Kind::kReadyForHandshake:
+      path_->onReadyForHandshake();
+      break;
+    case Kind::kDeparted:
+      log_->info("agent: {}", e.reason);
+      break;
+    case Kind::kRejected:  // the coordinator has said why; the node is ignored
+      break;
+  }
+}
+
+void Session::onCoordinationEnded() {
+  // Not fatal by itself once dialing: the tunnel's peers stay configured. Before, the deadline
+  // says that the agent was not reached.
+  if (!path_->dialing() && failure_.empty()) failure_ = "the coordination stream ended";
 }
 
 void Session::startCommand() {
-  if (dialing_) return;
-  dialing_ = true;
-  ready_fallback_->cancel();
-  watchDirect();
   command_->start(*this);
 }
 
 void Session::onDeadline() {
   failure_ = "could not reach agent \"" + options_.agent + "\" over the overlay within " +
              std::to_string(options_.connect_timeout.count()) + " s";
-  if (path_ != Path::kNone && !hasSession()) failure_ += " (" + noHandshake() + ")";
+  if (path_->path() != overlay::Path::kNone && !hasSession()) {
+    failure_ += " (" + path_->noHandshakeMessage() + ")";
+  }
   io_->stop();
 }
 
-void Session::openRelay() {
-  if (relay_->stream() || options_.relay == RelayMode::kNever) return;
-  control::RelayStream::Callbacks cb;
-  cb.post = [this](std::function<void()> f) { asio::post(*io_, std::move(f)); };
-  cb.on_ready = [this] {
-    log_->debug("relay stream ready");
-    decide();
-  };
-  cb.on_packets = [this](control::RelayStream::Packets packets) {
-    relay_->deliver(*device_, std::move(packets));
-  };
-  cb.on_done = [this](int code, std::string message) {
-    // Posted first, then marked ended: the teardown waits for the mark before the loop goes.
-    asio::post(*io_, [this, code, message] { onRelayDone(code, message); });
-    std::lock_guard l(relay_mu_);
-    relay_ended_ = true;
-    relay_cv_.notify_all();
-  };
-  relay_ended_ = false;
-  relay_->setStream(
-      control::RelayStream::start(channel_, options_.token, device_->publicKey(), std::move(cb)));
-}
-
-void Session::onRelayDone(int code, const std::string& message) {
-  bool needed = path_ == Path::kRelay || options_.relay == RelayMode::kAlways || fell_back_ ||
-                (agent_peer_ && !agent_peer_->endpoint);
-  if (needed && failure_.empty()) {
-    fail("the relay through the control server ended (" + std::to_string(code) +
-         (message.empty() ? "" : ": " + message) + ")");
-  } else {
-    log_->debug("relay stream ended ({}: {})", code, message);
-  }
+const wg::PeerConfig* Session::agentPeer() const {
+  return coordinator_ ? coordinator_->peer(found_->agent_id()) : nullptr;
 }
 
 bool Session::hasSession() const {
-  auto st = agent_peer_ ? device_->peer(agent_peer_->public_key) : std::nullopt;
+  const auto* agent = agentPeer();
+  auto st = agent ? engine_->device().peer(agent->public_key) : std::nullopt;
   return st && st->has_session;
 }
 
 std::string Session::agentAddress() const {
-  return stripPrefix(found_->agent_addresses(0));
-}
-
-// Why the agent could not be reached when WireGuard never got through.
-std::string Session::noHandshake() const {
-  std::string how = path_ == Path::kRelay
-                        ? "through the control server's relay"
-                        : "over UDP to " + agent_peer_->endpoint->toString() +
-                              (options_.relay == RelayMode::kNever ? " (--relay never)" : "");
-  return "could not reach agent \"" + options_.agent + "\": no WireGuard handshake completed " +
-         how;
+  const std::string& a = found_->agent_addresses(0);
+  return a.substr(0, a.find('/'));
 }
 
 void Session::dial(uint16_t port, Dialed done) {
-  stack_->dial(agentAddress(), port, std::move(done));
+  engine_->dial(agentAddress(), port, std::move(done));
 }
 
 void Session::connectTo(uint16_t port, std::function<void(net::ByteStreamPtr)> connected) {
@@ -330,7 +263,7 @@ void Session::connectTo(uint16_t port, std::function<void(net::ByteStreamPtr)> c
     if (!s) {
       return fail(hasSession() ? "connect to " + options_.agent + " port " + std::to_string(port) +
                                      ": " + s.error()
-                               : noHandshake());
+                               : path_->noHandshakeMessage());
     }
     reached();
     log_->info("connected to {} ({}) port {}", options_.agent, agentAddress(), port);
@@ -357,32 +290,22 @@ void Session::finishOnSignal() {
   });
 }
 
-// In order: the stack first (its open connections end with a reset, sent through the device,
-// which must still exist), then the completions that causes run, so nothing that holds a socket
-// outlives the loop's handlers; then the coordination and the relay stream.
+// In order: the command stops taking work; the engine's stack goes (its open connections end
+// with a reset, sent through the device, which still exists) and the completions that causes
+// run, so nothing that holds a socket outlives the loop's handlers; the command's threads end;
+// then the coordination and the relay stream, whose ends are awaited before the loop goes.
 void Session::teardown() {
   signals_->set.cancel();
   deadline_->cancel();
-  ready_fallback_->cancel();
-  direct_grace_->cancel();
+  path_->stop();
   command_->stop();
-  stack_.reset();
-  for (int i = 0; i < 1000; ++i) {
-    io_->restart();
-    if (io_->poll() == 0) break;
-  }
+  engine_->shutdown();
+  overlay::Engine::drainCompletions(*io_);
   command_->join();
-  coordinate_context_->TryCancel();
-  reader_.join();
-  coordinate_->Finish();
-  if (relay_->stream()) {
-    // Its callbacks post to the loop: wait for the last one before the loop goes.
-    relay_->stream()->cancel();
-    std::unique_lock l(relay_mu_);
-    if (!relay_cv_.wait_for(l, std::chrono::seconds(10), [this] { return relay_ended_; })) {
-      std::cerr << "wsa: the relay stream did not end\n";
-      std::_Exit(1);
-    }
+  coordinator_.reset();  // cancels both streams
+  if (auto open = ends_->waitAll(std::chrono::seconds(10))) {
+    std::cerr << "wsa: the " << *open << " stream did not end\n";
+    std::_Exit(1);
   }
 }
 

@@ -7,15 +7,10 @@
 //
 // Everything after connect() happens on the session's loop, one thread.
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 
 #include "client/exit.h"
 #include "client/options.h"
@@ -28,26 +23,19 @@ class io_context;
 }
 namespace grpc {
 class Channel;
-class ClientContext;
-template <class W, class R>
-class ClientReaderWriter;
-}  // namespace grpc
+}
 namespace wsa::overlay::v1 {
-class CoordinateRequest;
-class CoordinateResponse;
-class CoordinateResponse_PeerUpdate;
 class LookupAgentResponse;
-}  // namespace wsa::overlay::v1
-namespace wsa::wg {
-class Device;
-class UdpBind;
-struct PeerConfig;
-}  // namespace wsa::wg
-namespace wsa::netstack {
-class Netstack;
 }
 namespace wsa::overlay {
-class RelayPath;
+class Coordinator;
+struct CoordinatorTransport;
+class Engine;
+class PathSelector;
+struct PeerEvent;
+}  // namespace wsa::overlay
+namespace wsa::wg {
+struct PeerConfig;
 }
 namespace spdlog {
 class logger;
@@ -106,28 +94,21 @@ class Session {
   void finishOnSignal();
 
  private:
-  enum class Path { kNone, kDirect, kRelay };
-  using CoordinateStream =
-      grpc::ClientReaderWriter<overlay::v1::CoordinateRequest, overlay::v1::CoordinateResponse>;
+  class Signals;
+  class StreamEnds;
 
   explicit Session(SessionOptions options);
   Exit lookup();
   Exit startEngine();
-  Exit startCoordination();
-  void readCoordination();
-  void onResponse(const overlay::v1::CoordinateResponse& response);
-  // False when the session failed.
-  bool onAgentNode(const overlay::v1::CoordinateResponse_PeerUpdate& update);
-  void decide();
-  bool applyPath();
-  void watchDirect();
+  void startCoordination();
+  overlay::CoordinatorTransport transport();
+  void onPeer(const overlay::PeerEvent& event);
+  void onCoordinationEnded();
   void startCommand();
   void onDeadline();
-  void openRelay();
-  void onRelayDone(int code, const std::string& message);
+  const wg::PeerConfig* agentPeer() const;
   bool hasSession() const;
   std::string agentAddress() const;
-  std::string noHandshake() const;
   void teardown();
 
   SessionOptions options_;
@@ -138,35 +119,17 @@ class Session {
   std::unique_ptr<overlay::v1::LookupAgentResponse> found_;
   Command* command_ = nullptr;
 
-  // The engine: WireGuard over UDP or the relay, the userspace stack on our overlay addresses.
-  std::unique_ptr<wg::UdpBind> udp_;
-  std::unique_ptr<netstack::Netstack> stack_;
-  std::unique_ptr<overlay::RelayPath> relay_;
-  std::unique_ptr<wg::Device> device_;
+  // The overlay: the engine on our overlay addresses, the coordination with the agent (our
+  // node, the agent's, the relay stream), the choice of path to the agent.
+  std::unique_ptr<overlay::Engine> engine_;
+  std::unique_ptr<overlay::Coordinator> coordinator_;
+  std::unique_ptr<overlay::PathSelector> path_;
+  // The streams end on gRPC threads: the teardown waits for them before the loop goes.
+  std::unique_ptr<StreamEnds> ends_;
 
-  // Coordination with the agent through the control server.
-  std::unique_ptr<grpc::ClientContext> coordinate_context_;
-  std::unique_ptr<CoordinateStream> coordinate_;
-  std::thread reader_;
-
-  // The path to the agent, and where the session is.
-  Path path_ = Path::kNone;
-  std::unique_ptr<wg::PeerConfig> agent_peer_;  // as the agent last published it
-  bool have_node_ = false;
-  bool agent_ready_ = false;  // it said ready_for_handshake (or the fallback stood in)
-  bool fell_back_ = false;    // auto mode: the direct path did not work
-  bool dialing_ = false;
   std::string failure_;
   std::unique_ptr<Timer> deadline_;
-  std::unique_ptr<Timer> ready_fallback_;
-  std::unique_ptr<Timer> direct_grace_;
-  class Signals;
   std::unique_ptr<Signals> signals_;
-
-  // The relay stream's callbacks post to the loop: teardown waits for its end.
-  std::mutex relay_mu_;
-  std::condition_variable relay_cv_;
-  bool relay_ended_ = true;
 };
 
 }  // namespace wsa::client

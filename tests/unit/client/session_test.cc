@@ -99,6 +99,16 @@ class ClientSessionTest : public ::testing::Test {
     return agent;
   }
 
+  // Alice's session to "dev", run to its end with a command that records whether it was started.
+  Exit runUntilTheEnd(RelayMode relay, std::chrono::seconds timeout, bool* dialed) {
+    auto s = connect("dev", 0, relay, timeout);
+    if (!s) return s.exit();
+    RecordStart command;
+    Exit e = (*s)->run(command);
+    *dialed = command.started;
+    return e;
+  }
+
   test::TempDir dir_;
   nlohmann::json config_;
   std::unique_ptr<controld::Controld> server_;
@@ -153,39 +163,34 @@ TEST_F(ClientSessionTest, BadUrlIsAUsageError) {
 
 TEST_F(ClientSessionTest, RelayNeverAndAnAgentWithoutEndpointFails) {
   auto agent = standInAgent({});
-  auto s = connect("dev", 0, RelayMode::kNever);
-  ASSERT_TRUE(s) << s.exit().message;
-  RecordStart command;
-  Exit e = (*s)->run(command);
+  bool dialed = true;
+  Exit e = runUntilTheEnd(RelayMode::kNever, 10s, &dialed);
   EXPECT_EQ(e.code, 1);
   EXPECT_EQ(e.message,
             "the agent publishes no UDP endpoint, and --relay never rules out the relay");
-  EXPECT_FALSE(command.started);
+  EXPECT_FALSE(dialed);
 }
 
 TEST_F(ClientSessionTest, AnAgentThatNeverAnswersFailsAtTheDeadlineNamingThePath) {
   auto agent = standInAgent({"127.0.0.1:9"});
-  auto s = connect("dev", 0, RelayMode::kNever, 1s);
-  ASSERT_TRUE(s) << s.exit().message;
-  RecordStart command;
-  Exit e = (*s)->run(command);
+  bool dialed = true;
+  Exit e = runUntilTheEnd(RelayMode::kNever, 1s, &dialed);
   EXPECT_EQ(e.code, 1);
   EXPECT_EQ(e.message,
             "could not reach agent \"dev\" over the overlay within 1 s (could not reach agent "
             "\"dev\": no WireGuard handshake completed over UDP to 127.0.0.1:9 (--relay never))");
-  EXPECT_FALSE(command.started);  // the agent never said it was ready, and 5 s had not passed
+  EXPECT_FALSE(dialed);  // the agent never said it was ready, and 5 s had not passed
 }
 
 TEST_F(ClientSessionTest, RelayAlwaysTriesTheRelayAndSaysSo) {
   auto agent = standInAgent({"127.0.0.1:9"});
-  auto s = connect("dev", 0, RelayMode::kAlways, 1s);
-  ASSERT_TRUE(s) << s.exit().message;
-  RecordStart command;
-  Exit e = (*s)->run(command);
+  bool dialed = true;
+  Exit e = runUntilTheEnd(RelayMode::kAlways, 1s, &dialed);
   EXPECT_EQ(e.code, 1);
   EXPECT_EQ(e.message,
             "could not reach agent \"dev\" over the overlay within 1 s (could not reach agent "
             "\"dev\": no WireGuard handshake completed through the control server's relay)");
+  EXPECT_FALSE(dialed);
 }
 
 TEST(ClientSessionNoServer, UnreachableControlServerFailsWithinTheTimeout) {
