@@ -171,9 +171,7 @@ void Session::startCoordination() {
     return false;
   };
   hooks.on_relay_ready = [this] { path_->onRelayReady(); };
-  hooks.on_relay_ended = [this](int code, const std::string& message) {
-    path_->onRelayEnded(code, message);
-  };
+  // The relay stream's end goes to the path selector from the transport (below).
   coordinator_ =
       std::make_unique<overlay::Coordinator>(*engine_, *clock_, std::move(co), std::move(hooks));
   coordinator_->start(found_->client_id(), transport(),
@@ -191,6 +189,12 @@ overlay::CoordinatorTransport Session::transport() {
   };
   t.relay = [this, post](const control::RelayStream::Key& key, control::RelayStream::Callbacks cb) {
     cb.post = post;
+    // Its end matters to the path even when the coordinator ignores it (the end of a stream it
+    // stopped because the coordination ended, say): fatal when the relay is the path.
+    cb.on_done = [this, done = std::move(cb.on_done)](int code, std::string message) {
+      if (done) done(code, message);
+      path_->onRelayEnded(code, message);
+    };
     ends_->track(*io_, "relay", cb.on_done);
     return control::RelayStream::start(channel_, options_.token, key, std::move(cb));
   };
