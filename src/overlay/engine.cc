@@ -2,9 +2,9 @@
 
 #include <asio/io_context.hpp>
 
+#include "overlay/relay_path.h"
 #include "wsa/common/logging.h"
 #include "wsa/netstack/forward.h"
-#include "wsa/overlay/relay_path.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
 #include "wsa/wg/uapi.h"

@@ -1,4 +1,4 @@
-#include "wsa/overlay/relay_path.h"
+#include "overlay/relay_path.h"
 
 #include "wsa/wg/device.h"
 

@@ -23,6 +23,17 @@
 //
 // The transport opens the streams and delivers their callbacks on the loop: the agent's
 // AgentApi (with its call accounting), or the client's own channel. Loop thread only.
+//
+// The agent: the defaults, endpoints from --overlay-endpoint; a session per control connection
+// (src/agent/overlay.cc). The client (`wsa`), as designed: publish_endpoints = false,
+// add_tunnels = {agent id}, tunnel_peers_only, answer_ready_for_handshake = false,
+// remove_departed_peers = false, default_route = kNone, relay.open = kAfterFirstResponse (kNever
+// for --relay never), relay.reopen = false; hooks.on_peer feeds PathSelector::onAgentNode
+// (kAdded/kChanged/kNewKey) and onReadyForHandshake, on_relay_ready/on_relay_ended feed
+// onRelayReady/onRelayEnded, on_server_error fails; PathSelector's use_path is
+// setRoute(agent, kPublished or kRelay). Its transport (control::CoordinateStream::start and
+// control::RelayStream::start on its channel) posts every callback, on_done included, to its
+// loop and counts the calls, so that its teardown can wait for their ends before the loop goes.
 
 #include <cstdint>
 #include <functional>

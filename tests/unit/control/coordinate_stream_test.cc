@@ -9,9 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 
+#include "unit/control/test_server.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 
 namespace wsa::control {
@@ -22,8 +22,7 @@ using namespace std::chrono_literals;
 
 enum class Mode { kEcho, kEndAfterFirst, kStall };
 
-class Reactor final
-    : public grpc::ServerBidiReactor<ov::CoordinateRequest, ov::CoordinateResponse> {
+class Reactor final : public test::QueuedReactor<ov::CoordinateRequest, ov::CoordinateResponse> {
  public:
   explicit Reactor(Mode mode) : mode_(mode) { StartRead(&req_); }
   void OnReadDone(bool ok) override {
@@ -37,48 +36,10 @@ class Reactor final
     if (mode_ == Mode::kStall) return;  // never reads again
     StartRead(&req_);
   }
-  void OnWriteDone(bool ok) override {
-    std::lock_guard l(mu_);
-    queue_.pop_front();
-    if (ok && !queue_.empty()) {
-      StartWrite(&queue_.front());
-      return;
-    }
-    writing_ = false;
-    if (finishing_ && !finished_) {
-      finished_ = true;
-      Finish(status_);
-    }
-  }
-  void OnCancel() override { finishWhenIdle({grpc::StatusCode::CANCELLED, "cancelled"}); }
-  void OnDone() override { delete this; }
 
  private:
-  void write(ov::CoordinateResponse r) {
-    std::lock_guard l(mu_);
-    if (finishing_) return;
-    queue_.push_back(std::move(r));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-  void finishWhenIdle(grpc::Status s) {
-    std::lock_guard l(mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    status_ = std::move(s);
-    if (!writing_) {
-      finished_ = true;
-      Finish(status_);
-    }
-  }
   Mode mode_;
   ov::CoordinateRequest req_;
-  std::mutex mu_;
-  std::deque<ov::CoordinateResponse> queue_;
-  bool writing_ = false, finishing_ = false, finished_ = false;
-  grpc::Status status_;
 };
 
 class Service final : public ov::Overlay::CallbackService {
@@ -122,14 +83,9 @@ class CoordinateStreamTest : public ::testing::Test {
  protected:
   void serve(Mode mode) {
     service_ = std::make_unique<Service>(mode);
-    grpc::ServerBuilder b;
-    int port = 0;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    b.RegisterService(service_.get());
-    server_ = b.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                   grpc::InsecureChannelCredentials());
+    server_ = std::make_unique<test::LoopbackServer>(service_.get());
+    ASSERT_TRUE(server_->ok());
+    channel_ = server_->channel();
   }
   std::shared_ptr<CoordinateStream> open() {
     CoordinateStream::Callbacks cb;
@@ -152,13 +108,10 @@ class CoordinateStreamTest : public ::testing::Test {
     };
     return CoordinateStream::start(channel_, "token", std::move(cb));
   }
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + 2s);
-  }
 
   Observed obs_;
   std::unique_ptr<Service> service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<test::LoopbackServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

@@ -1,5 +1,5 @@
 #pragma once
-// The relay side of a device's I/O, shared by the agent and the client: which endpoints are
+// The relay side of a device's I/O, inside the Engine (its relay slot): which endpoints are
 // relay stand-ins (wg/relay_endpoints.h), the relay stream datagrams for them go to (the slot),
 // and the way relayed datagrams enter the engine. The slot outlives its streams and keeps their
 // counts: a stream taken out of it adds its counts to the totals.
