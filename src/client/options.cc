@@ -1,7 +1,5 @@
 #include "client/options.h"
 
-#include <iostream>
-
 #include "wsa/common/fs.h"
 #include "wsa/common/strings.h"
 #include "wsa/common/time.h"
@@ -19,11 +17,6 @@ int portNumber(const std::string& s) {
 }
 
 }  // namespace
-
-int report(const Exit& exit) {
-  if (!exit.message.empty()) std::cerr << "wsa: " << exit.message << "\n";
-  return exit.code;
-}
 
 Outcome<RelayMode> parseRelayMode(const std::string& text) {
   if (text == "auto") return RelayMode::kAuto;
