@@ -16,6 +16,7 @@ TEST_PKGS=(
   openssh-client openssh-sftp-server openssl curl tmux xauth
   wireguard-tools wireguard-go iproute2 iputils-ping netcat-openbsd socat
   prometheus sqlite3 procps psmisc vim
+  python3
 )
 
 # Peers the benchmarks compare against (not needed for tests; sshd would start as a service
