@@ -3,25 +3,29 @@
 
 Reads what each target is made of and what it links (BUILD/layers.json, written by
 cmake/Targets.cmake at the end of configuration) and scans every `#include "..."` of every file
-under src/ and include/wsa/. A header belongs to the target whose sources hold its .cc
-(include/wsa/C/x.h or src/C/x.h -> src/C/x.cc), or that lists it in its sources, or to the
-target owning the directory src/C. Where several libraries share src/C and no x.cc says which,
-the header belongs to the one all the others may use (their base: src/agent/api.h ->
-wsa_agent_lib, src/wg/messages.h -> wsa_wg); with no such base it is an error (ambiguous).
+under src/ and include/wsa/. The target owning a file is, in this order: the one listing it in
+its sources; for a header include/wsa/C/x.h or src/C/x.h, the one compiling src/C/x.cc; the one
+whose recorded include directory holds it (third-party code: lwIP); the libraries with sources
+in src/C (programs only where no library has any). Generated headers (wsa/agent/v1/*.pb.h,
+wsa/version.h) belong to the target that records them. Where several libraries share src/C and
+nothing above says which owns a header, it belongs to the one all the others may use (their
+base: src/agent/api.h -> wsa_agent_lib, src/wg/messages.h -> wsa_wg); with no such base the
+header is reported as ambiguous.
 
 Errors (FILE:LINE: error: [rule] message):
-  [deps]      a file of L includes a header of M, and M is neither L nor usable by L: one of L's
-              deps or reachable from one through PUBLIC deps (CMake's rule: a PRIVATE dep's
-              usage requirements do not propagate)
+  [deps]      a file of L includes a header of M, and L may not use M: M is not one of L's deps
+              nor reachable from one through PUBLIC deps (CMake passes a dep's PUBLIC deps on,
+              never its PRIVATE ones)
   [private]   a file outside src/C includes "C/x.h", a private header of component C
-  [public]    a public header (include/wsa/...) of L includes a header of M, and M is usable by
-              L only through a PRIVATE dep: code including the header does not get M
-  [forbidden] a fixed rule (FORBIDDEN below), e.g. nothing the agent uses includes the agent
+  [public]    a public header (include/wsa/...) of L includes a header of M that L has only
+              through a PRIVATE dep: code including the header does not get M
+  [forbidden] a fixed rule (FORBIDDEN below): the shared components include no agent header
+  [stale]     a KNOWN_VIOLATIONS entry that no longer occurs
   [owner] [resolve]  a file no target owns, a header owned ambiguously, an include not found
 
   scripts/check_layers.py [--layers build/debug/layers.json] [--root DIR] [--verbose]
   scripts/check_layers.py --suggest     which deps of each library could be PRIVATE
-Exit status 1 on any error.
+Exit status 1 on any error, 2 without layers.json.
 """
 
 import argparse
