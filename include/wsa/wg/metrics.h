@@ -1,6 +1,6 @@
 #pragma once
 // Prometheus metrics of a WireGuard device, read from the engine's counters at scrape time
-// (nothing is counted twice and the data path does no extra work). Collect() must run on the
+// (nothing is counted twice and the data path does no extra work). collectMetrics must run on the
 // device's loop, like every other call into the device. Per-peer series carry the peer's public
 // key (base64, public information) and are bounded by the device's peer limit; a removed peer's
 // series disappear with it.
@@ -10,6 +10,10 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::wg {
 
@@ -23,7 +27,11 @@ struct MetricsSources {
   std::function<const Tun*()> tun;      // may return null (no TUN: the userspace stack)
 };
 
-// Families named wsa_wg_*, each with the constant label interface="<name>".
+// The device's collector: families named wsa_wg_*, each series with the constant label
+// interface="<name>" first.
+void collectMetrics(const MetricsSources& sources, const std::string& interface,
+                    metrics::Families& out);
+// The same families on their own (for a caller that is not yet a collector).
 std::vector<prometheus::MetricFamily> collectMetrics(const MetricsSources& sources,
                                                      const std::string& interface);
 
