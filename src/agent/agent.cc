@@ -114,12 +114,16 @@ class Agent::Session {
               after([&a, &api] { return a.app_health_.makeRoutine(api); }));
     sup_->add("banners", Behavior::kStop, after([this] { return makeBanners(); }));
     sup_->add("stats", Behavior::kStop, after([this] { return makeStats(); }));
-    sup_->add("coordinate", Behavior::kRemain, after([&a, &api]() -> std::shared_ptr<Routine> {
-                if (a.overlay_routine) {
-                  if (auto r = a.overlay_routine(api)) return r;
-                }
-                return std::make_shared<IdleRoutine>();
-              }));
+    // The extensions' routines (the overlay's coordination).
+    for (AgentExtension* ext : a.extensions_) {
+      for (auto& r : ext->routinesFor(api)) {
+        sup_->add(r.name, r.behavior,
+                  after([make = std::move(r.make)]() -> std::shared_ptr<Routine> {
+                    if (auto routine = make ? make() : nullptr) return routine;
+                    return std::make_shared<IdleRoutine>();
+                  }));
+      }
+    }
     if (graceful) sup_->beginGracefulShutdown();
     sup_->start();
   }
@@ -204,7 +208,7 @@ class Agent::Session {
               finish(makeError("the manifest has no valid agent id"));
               return;
             }
-            std::string dir = expandDirectory(m.directory(), a_.user_.home, a_.process_env_);
+            std::string dir = exec::expandDirectory(m.directory(), a_.user_.home, a_.process_env_);
             v1::UpdateStartupRequest su;
             su.mutable_startup()->set_version(a_.options_.version);
             su.mutable_startup()->set_expanded_directory(dir);
@@ -295,7 +299,7 @@ class Agent::Session {
       if (with_stats) {
         auto* s = req.mutable_stats();
         s->set_connection_median_latency_ms(-1);
-        if (a_.stats_hook) a_.stats_hook(s);
+        for (AgentExtension* ext : a_.extensions_) ext->fillStats(s);
         a_.metrics_.toStats(s);
       }
       beginCall();
@@ -337,8 +341,8 @@ Agent::Agent(asio::io_context& io, Clock& clock, AgentOptions options,
       api_factory_(std::move(api_factory)),
       metrics_(metrics),
       log_(logging::get("agent")),
-      user_(currentUser()),
-      process_env_(environFromProcess()),
+      user_(exec::currentUser()),
+      process_env_(exec::environFromProcess()),
       backoff_(options_.backoff_floor, options_.backoff_cap),
       reconnect_timer_(clock.createTimer()),
       shutdown_timer_(clock.createTimer()),
@@ -370,8 +374,9 @@ Agent::Agent(asio::io_context& io, Clock& clock, AgentOptions options,
       stats_interval_(options_.default_stats_interval) {
   for (const char* k : {"WSA_AGENT_TOKEN", "WSA_AGENT_TOKEN_FILE"}) process_env_.erase(k);
   if (options_.manage_priority) {
-    priority_ = computeChildPriority(options_.child_oom_score, options_.child_nice);
+    priority_ = exec::computeChildPriority(options_.child_oom_score, options_.child_nice);
   }
+  updateCommandContext();
   metrics_.info.Add({{"version", options_.version}}).Set(1);
   metrics_.addCollectHook([this] {
     auto s = logs_.stats();
@@ -401,22 +406,26 @@ Agent::~Agent() {
   scripts_.reset();
 }
 
-Command Agent::makeCommand(const std::string& script, const EnvMap& extra_env,
-                           const EnvMap& session_env) const {
-  CommandEnvInputs in;
-  in.process_env = process_env_;
-  in.session_env = session_env;
-  in.manifest = manifest_ ? &*manifest_ : nullptr;
-  in.agent_env = options_.agent_env;
-  for (const auto& [k, v] : extra_env) in.agent_env[k] = v;
-  in.script_bin_dir = scripts_ ? scripts_->binDir() : "";
-  in.user = user_;
-  Command c;
-  c.env = toEnvList(buildCommandEnv(in));
-  c.argv = shellCommand(user_.shell, script);
-  c.cwd = commandDirectory(expanded_dir_, user_.home);
-  c.priority = priority_;
-  return c;
+exec::Command Agent::makeCommand(const std::string& script, const exec::EnvMap& extra_env) const {
+  return exec::buildCommand(*command_ctx_, exec::Invocation::shellScript(script), {}, extra_env)
+      .processCommand();
+}
+
+void Agent::updateCommandContext() {
+  auto c = std::make_shared<exec::CommandContext>();
+  c->process_env = process_env_;
+  c->manifest = manifest_;
+  c->agent_env = options_.agent_env;
+  c->script_bin_dir = scripts_ ? scripts_->binDir() : "";
+  c->user = user_;
+  c->expanded_dir = expanded_dir_;
+  c->priority = priority_;
+  command_ctx_ = std::move(c);
+}
+
+// Tells the extensions (on the loop) that what sessions see changed: manifest, banners.
+void Agent::contextChanged() {
+  for (AgentExtension* ext : extensions_) ext->contextChanged();
 }
 
 void Agent::start() {
@@ -462,8 +471,9 @@ void Agent::sessionDone(Status st) {
 
 void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   // Secrets are kept for commands but never logged or served.
-  manifest_ = std::move(m);
+  manifest_ = std::make_shared<const v1::Manifest>(std::move(m));
   expanded_dir_ = std::move(expanded_dir);
+  updateCommandContext();
   metrics_.connected.Set(1);
   backoff_.reset();
   log_->info(
@@ -475,7 +485,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   app_health_.setApps({manifest_->apps().begin(), manifest_->apps().end()});
   writeSecretFiles(*manifest_);
   if (first_manifest_done_) {
-    if (on_context_changed) on_context_changed();
+    contextChanged();
     return;  // startup work happens once per agent lifetime
   }
   first_manifest_done_ = true;
@@ -484,14 +494,16 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   so.data_dir = options_.script_data_dir + "/wsa-script-data";
   so.wait_delay = options_.script_wait_delay;
   so.kill_delay = options_.script_kill_delay;
-  scripts_ = std::make_unique<ScriptRunner>(io_, clock_, logs_, timings_, metrics_, so,
-                                            [this](const std::string& script, const EnvMap& extra) {
-                                              return makeCommand(script, extra);
-                                            });
+  scripts_ =
+      std::make_unique<ScriptRunner>(io_, clock_, logs_, timings_, metrics_, so,
+                                     [this](const std::string& script, const exec::EnvMap& extra) {
+                                       return makeCommand(script, extra);
+                                     });
   if (auto s = scripts_->init({manifest_->scripts().begin(), manifest_->scripts().end()}); !s) {
     log_->error("scripts: {}", s.error());
   }
-  if (on_context_changed) on_context_changed();
+  updateCommandContext();  // the script bin directory is known now
+  contextChanged();
   if (shutting_down_) return;
   lifecycle_.set(v1::LIFECYCLE_STATE_STARTING);
   runStartScripts();
@@ -524,7 +536,7 @@ void Agent::refreshBanners(AgentApi& api, std::function<void(const RpcStatus&)> 
             if (b.enabled()) text += (text.empty() ? "" : " | ") + b.message();
           }
           log_->debug("banners: {}", text.empty() ? "(none)" : text);
-          if (on_context_changed) on_context_changed();
+          contextChanged();
         }
         done(st);
       });
@@ -561,7 +573,7 @@ void Agent::shutdown(const std::string& reason) {
   if (shutting_down_ || hard_stopped_) return;
   shutting_down_ = true;
   log_->info("graceful shutdown: {}", reason);
-  for (auto& hook : on_stop_accepting) hook();
+  for (AgentExtension* ext : extensions_) ext->stopAccepting();
   lifecycle_.set(v1::LIFECYCLE_STATE_SHUTTING_DOWN);
   if (session_) session_->beginGracefulShutdown();
   if (scripts_) {

@@ -10,6 +10,9 @@
 // Graceful shutdown (docs/shutdown.md): stop accepting sessions, report shutting_down, stop the
 // kStop routines, run stop scripts (bounded), report the final state, flush logs and reports
 // (bounded), then stop hard.
+//
+// What is built on the agent (the services) sees it only as a ServiceHost and is driven only
+// through the AgentExtension interface, registered by main.cc.
 
 #include <spdlog/logger.h>
 
@@ -22,15 +25,18 @@
 #include "agent/api.h"
 #include "agent/app_health.h"
 #include "agent/backoff.h"
+#include "agent/extension.h"
 #include "agent/lifecycle.h"
 #include "agent/log_sender.h"
 #include "agent/metadata.h"
 #include "agent/metrics.h"
 #include "agent/report_queue.h"
 #include "agent/scripts.h"
+#include "agent/service_host.h"
 #include "agent/supervisor.h"
-#include "wsa/agent/env.h"
 #include "wsa/common/clock.h"
+#include "wsa/exec/command.h"
+#include "wsa/exec/environment.h"
 
 namespace asio {
 class io_context;
@@ -43,7 +49,7 @@ struct AgentOptions {
   std::string log_dir;
   std::string script_data_dir;
   std::vector<v1::Subsystem> subsystems;
-  EnvMap agent_env;  // agent-level variables for every command
+  exec::EnvMap agent_env;  // agent-level variables for every command
   Duration backoff_floor = std::chrono::milliseconds(100);
   Duration backoff_cap = std::chrono::seconds(10);
   // A connection that lasted this long resets the backoff.
@@ -65,11 +71,11 @@ struct AgentOptions {
   std::optional<int> child_nice;
 };
 
-class Agent {
+class Agent final : public ServiceHost {
  public:
   Agent(asio::io_context& io, Clock& clock, AgentOptions options,
         std::unique_ptr<AgentApiFactory> api_factory, AgentMetrics& metrics, HealthProbe probe);
-  ~Agent();
+  ~Agent() override;
 
   void start();
   // Graceful shutdown (idempotent).
@@ -82,36 +88,29 @@ class Agent {
   void drainRpc(std::chrono::milliseconds timeout) { api_factory_->drain(timeout); }
   // Called once when the agent has stopped; the argument is the process exit code.
   std::function<void(int)> on_exit;
-  // Hooks for services that accept sessions (SSH, PTY, ...): called when shutdown begins.
-  std::vector<std::function<void()>> on_stop_accepting;
+  // Registers what is built on the agent (the services; not owned, outlives the agent's
+  // loop). Before start().
+  void addExtension(AgentExtension* extension) { extensions_.push_back(extension); }
 
-  // Fires (on the loop) when what sessions see changes: manifest, banners.
-  std::function<void()> on_context_changed;
-  // Makes, for each connection (once the manifest is there), the overlay's coordination routine
-  // (kRemain). Set by the services; when unset or returning null, nothing coordinates.
-  std::function<std::shared_ptr<Routine>(AgentApi&)> overlay_routine;
-  // Adds session figures (SSH, PTY) to each stats report.
-  std::function<void(v1::Stats*)> stats_hook;
+  // ServiceHost: what the services may see of the agent.
+  // What every command the agent or a session starts is built from (never null): a new
+  // snapshot whenever the manifest, its directory or the script bin directory changes.
+  std::shared_ptr<const exec::CommandContext> commandContext() const override {
+    return command_ctx_;
+  }
+  // The current manifest (null before the first).
+  std::shared_ptr<const v1::Manifest> manifest() const override { return manifest_; }
+  const std::vector<v1::BannerConfig>& banners() const override { return banners_; }
   // Queues a connection audit report (loop thread).
-  void reportConnection(v1::ReportConnectionRequest r) { connections_.push(std::move(r)); }
-  // Inputs of the command environment, for sessions served outside the loop.
-  const EnvMap& processEnv() const { return process_env_; }
-  const EnvMap& agentEnv() const { return options_.agent_env; }
-  const UserInfo& user() const { return user_; }
-  const std::string& expandedDirectory() const { return expanded_dir_; }
-  const ChildPriority& childPriority() const { return priority_; }
-  std::string scriptBinDir() const { return scripts_ ? scripts_->binDir() : ""; }
+  void reportConnection(v1::ReportConnectionRequest r) override { connections_.push(std::move(r)); }
+  std::string debugManifest() const override;
 
-  // Debug views (JSON text).
+  // Debug view (JSON text).
   std::string debugState() const;
-  std::string debugManifest() const;
-  const std::optional<v1::Manifest>& manifest() const { return manifest_; }
-  const std::vector<v1::BannerConfig>& banners() const { return banners_; }
   Lifecycle& lifecycle() { return lifecycle_; }
   LogSender& logs() { return logs_; }
-  // The environment and directory for a command the agent starts.
-  Command makeCommand(const std::string& script, const EnvMap& extra_env,
-                      const EnvMap& session_env = {}) const;
+  // A script the agent runs (start, stop and cron scripts, metadata), with its own variables.
+  exec::Command makeCommand(const std::string& script, const exec::EnvMap& extra_env) const;
 
   class Session;
 
@@ -127,6 +126,8 @@ class Agent {
   void finalState(v1::LifecycleState s);
   void checkFlushed();
   void writeSecretFiles(const v1::Manifest& m);
+  void updateCommandContext();
+  void contextChanged();
 
   asio::io_context& io_;
   Clock& clock_;
@@ -134,9 +135,9 @@ class Agent {
   std::unique_ptr<AgentApiFactory> api_factory_;
   AgentMetrics& metrics_;
   std::shared_ptr<spdlog::logger> log_;
-  UserInfo user_;
-  EnvMap process_env_;
-  ChildPriority priority_;
+  exec::UserInfo user_;
+  exec::EnvMap process_env_;
+  exec::ChildPriority priority_;
   Backoff backoff_;
   std::unique_ptr<Timer> reconnect_timer_;
   std::unique_ptr<Timer> shutdown_timer_;
@@ -150,10 +151,12 @@ class Agent {
   MetadataCollector metadata_;
   AppHealth app_health_;
   std::unique_ptr<ScriptRunner> scripts_;
-  std::optional<v1::Manifest> manifest_;
+  std::shared_ptr<const v1::Manifest> manifest_;
   std::string expanded_dir_;
+  std::shared_ptr<const exec::CommandContext> command_ctx_;
   std::vector<v1::BannerConfig> banners_;
   Duration stats_interval_;
+  std::vector<AgentExtension*> extensions_;
 
   bool started_ = false;
   bool first_manifest_done_ = false;

@@ -18,12 +18,8 @@
 #include "wsa/agent/v1/metadata.pb.h"
 #include "wsa/agent/v1/scripts.pb.h"
 #include "wsa/agent/v1/stats.pb.h"
+#include "wsa/control/coordinate_stream.h"
 #include "wsa/control/relay_stream.h"
-
-namespace wsa::overlay::v1 {
-class CoordinateRequest;
-class CoordinateResponse;
-}  // namespace wsa::overlay::v1
 
 namespace wsa::agent {
 
@@ -55,15 +51,6 @@ class EventStream {
   virtual void cancel() = 0;
 };
 
-// The overlay's coordination stream (bidirectional). send() queues (bounded: beyond the bound
-// the stream is cancelled, and on_done reports it); responses and the end arrive on the loop.
-class CoordinateStream {
- public:
-  virtual ~CoordinateStream() = default;
-  virtual void send(const overlay::v1::CoordinateRequest& request) = 0;
-  virtual void cancel() = 0;
-};
-
 class AgentApi {
  public:
   virtual ~AgentApi() = default;
@@ -88,13 +75,13 @@ class AgentApi {
   virtual std::unique_ptr<EventStream> streamEvents(
       const v1::StreamEventsRequest& req, std::function<void(v1::ServerEvent)> on_event,
       std::function<void(const RpcStatus&)> on_done) = 0;
-  // Overlay coordination: on_response for each response, then on_done once. Fakes that do not
-  // coordinate return null.
-  virtual std::unique_ptr<CoordinateStream> coordinate(
-      std::function<void(overlay::v1::CoordinateResponse)> on_response,
-      std::function<void(const RpcStatus&)> on_done) {
-    (void)on_response;
-    (void)on_done;
+  // The overlay's coordination stream (Overlay.Coordinate, control::CoordinateStream: send()
+  // queues, bounded; beyond the bound the stream is cancelled and on_done reports it):
+  // on_response for each response, then on_done once, all on the loop (`post` in the callbacks
+  // is set here). Fakes that do not coordinate return null.
+  virtual std::shared_ptr<control::CoordinateStream> coordinate(
+      control::CoordinateStream::Callbacks callbacks) {
+    (void)callbacks;
     return nullptr;
   }
   // The overlay's relay stream (Overlay.Relay): on_ready, on_packets and on_done arrive on the

@@ -5,12 +5,10 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <set>
 
 #include "wsa/agent/v1/agent_service.grpc.pb.h"
-#include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 
 namespace wsa::agent {
 
@@ -163,112 +161,13 @@ class EventsHandle final : public EventStream {
   std::shared_ptr<Events> e_;
 };
 
-// Coordinate: a bidirectional stream. Writes are queued (bounded) and issued one at a time;
-// reads are posted to the loop.
-class Coord final : public grpc::ClientBidiReactor<overlay::v1::CoordinateRequest,
-                                                   overlay::v1::CoordinateResponse>,
-                    public CoordinateStream {
- public:
-  static constexpr size_t kMaxQueued = 64;
-  Coord(std::shared_ptr<LoopTarget> loop, std::shared_ptr<CallRegistry> reg,
-        std::function<void(overlay::v1::CoordinateResponse)> on_response,
-        std::function<void(const RpcStatus&)> on_done)
-      : loop_(std::move(loop)),
-        reg_(std::move(reg)),
-        on_response_(std::move(on_response)),
-        on_done_(std::move(on_done)) {}
-
-  void begin(overlay::v1::Overlay::Stub* stub, const std::string& token) {
-    control::prepareContext(ctx_, token);
-    reg_->add(&ctx_);
-    loop_->begin();
-    stub->async()->Coordinate(&ctx_, this);
-    // Writes start from the loop, outside reactions: the hold keeps OnDone away until reading
-    // has ended and no write can start any more.
-    AddHold();
-    StartRead(&resp_);
-    StartCall();
-  }
-  void send(const overlay::v1::CoordinateRequest& request) override {
-    std::lock_guard l(mu_);
-    if (finished_) return;
-    if (queue_.size() >= kMaxQueued) {
-      ctx_.TryCancel();  // a peer that cannot keep up starts over with a fresh view
-      return;
-    }
-    queue_.push_back(request);
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-  void cancel() override { ctx_.TryCancel(); }
-  void OnWriteDone(bool ok) override {
-    std::lock_guard l(mu_);
-    queue_.pop_front();
-    if (!ok || queue_.empty()) {
-      writing_ = false;
-      return;
-    }
-    StartWrite(&queue_.front());
-  }
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      {
-        std::lock_guard l(mu_);
-        finished_ = true;
-      }
-      RemoveHold();
-      return;
-    }
-    loop_->post([cb = on_response_, r = resp_]() mutable { cb(std::move(r)); });
-    resp_.Clear();
-    StartRead(&resp_);
-  }
-  void OnDone(const grpc::Status& s) override {
-    reg_->remove(&ctx_);
-    auto loop = loop_;
-    auto done = [cb = std::move(on_done_), st = toRpc(s)] { cb(st); };
-    on_response_ = nullptr;
-    auto keep = std::move(self_);
-    keep.reset();
-    loop->end(std::move(done));
-  }
-  std::shared_ptr<Coord> self_;
-
- private:
-  std::shared_ptr<LoopTarget> loop_;
-  std::shared_ptr<CallRegistry> reg_;
-  std::function<void(overlay::v1::CoordinateResponse)> on_response_;
-  std::function<void(const RpcStatus&)> on_done_;
-  grpc::ClientContext ctx_;
-  overlay::v1::CoordinateResponse resp_;
-  std::mutex mu_;
-  std::deque<overlay::v1::CoordinateRequest> queue_;
-  bool writing_ = false;
-  bool finished_ = false;
-};
-
-class CoordHandle final : public CoordinateStream {
- public:
-  explicit CoordHandle(std::shared_ptr<Coord> c) : c_(std::move(c)) {}
-  ~CoordHandle() override { c_->cancel(); }
-  void send(const overlay::v1::CoordinateRequest& r) override { c_->send(r); }
-  void cancel() override { c_->cancel(); }
-
- private:
-  std::shared_ptr<Coord> c_;
-};
-
 class GrpcApi final : public AgentApi {
  public:
   GrpcApi(std::shared_ptr<LoopTarget> loop, std::shared_ptr<v1::Agent::Stub> stub,
-          std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub,
           std::shared_ptr<grpc::Channel> channel, const GrpcApiOptions& o,
           std::shared_ptr<CallRegistry> reg)
       : loop_(std::move(loop)),
         stub_(std::move(stub)),
-        overlay_stub_(std::move(overlay_stub)),
         channel_(std::move(channel)),
         opts_(o),
         reg_(std::move(reg)) {}
@@ -373,22 +272,30 @@ class GrpcApi final : public AgentApi {
     return std::make_unique<EventsHandle>(e);
   }
 
-  std::unique_ptr<CoordinateStream> coordinate(
-      std::function<void(overlay::v1::CoordinateResponse)> on_response,
-      std::function<void(const RpcStatus&)> on_done) override {
-    auto c = std::make_shared<Coord>(loop_, reg_, std::move(on_response), std::move(on_done));
-    c->self_ = c;
-    c->begin(overlay_stub_.get(), opts_.token());
-    return std::make_unique<CoordHandle>(c);
+  std::shared_ptr<control::CoordinateStream> coordinate(
+      control::CoordinateStream::Callbacks cb) override {
+    onLoop(cb);
+    return control::CoordinateStream::start(channel_, opts_.token(), std::move(cb));
   }
 
   std::shared_ptr<control::RelayStream> relay(const control::RelayStream::Key& hello_key,
                                               control::RelayStream::Callbacks cb) override {
+    onLoop(cb);
+    return control::RelayStream::start(channel_, opts_.token(), hello_key, std::move(cb));
+  }
+
+  void cancelAll() override { reg_->cancelAll(); }
+
+ private:
+  // A control stream's callbacks (control::CoordinateStream, control::RelayStream) on the loop
+  // and counted like every other call: registered before it starts, removed when it ends, its
+  // end posted as the call's completion.
+  template <typename Callbacks>
+  void onLoop(Callbacks& cb) {
     auto loop = loop_;
     auto reg = reg_;
     auto ctx = std::make_shared<grpc::ClientContext*>(nullptr);
     cb.post = [loop](std::function<void()> f) { loop->post(std::move(f)); };
-    // Registered like every other call: before it starts, removed when it ends.
     cb.on_context = [reg, ctx](grpc::ClientContext* c) {
       *ctx = c;
       reg->add(c);
@@ -400,16 +307,11 @@ class GrpcApi final : public AgentApi {
       });
     };
     loop->begin();
-    return control::RelayStream::start(channel_, opts_.token(), hello_key, std::move(cb));
   }
 
-  void cancelAll() override { reg_->cancelAll(); }
-
- private:
   std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<v1::Agent::Stub> stub_;
-  std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub_;
-  std::shared_ptr<grpc::Channel> channel_;  // for the relay stream
+  std::shared_ptr<grpc::Channel> channel_;  // for the overlay's streams
   GrpcApiOptions opts_;
   std::shared_ptr<CallRegistry> reg_;
 };
@@ -419,14 +321,13 @@ class GrpcFactory final : public AgentApiFactory {
   GrpcFactory(asio::io_context& io, std::shared_ptr<grpc::Channel> channel, GrpcApiOptions o)
       : loop_(std::make_shared<LoopTarget>(io)),
         stub_(v1::Agent::NewStub(channel)),
-        overlay_stub_(overlay::v1::Overlay::NewStub(channel)),
         opts_(std::move(o)),
         channel_(std::move(channel)) {}
   ~GrpcFactory() override { drain(std::chrono::milliseconds(0)); }
   std::unique_ptr<AgentApi> connect() override {
     auto reg = std::make_shared<CallRegistry>();
     registries_.push_back(reg);
-    return std::make_unique<GrpcApi>(loop_, stub_, overlay_stub_, channel_, opts_, reg);
+    return std::make_unique<GrpcApi>(loop_, stub_, channel_, opts_, reg);
   }
   void drain(std::chrono::milliseconds timeout) override {
     for (auto& w : registries_) {
@@ -438,7 +339,6 @@ class GrpcFactory final : public AgentApiFactory {
  private:
   std::shared_ptr<LoopTarget> loop_;
   std::shared_ptr<v1::Agent::Stub> stub_;
-  std::shared_ptr<overlay::v1::Overlay::Stub> overlay_stub_;
   GrpcApiOptions opts_;
   std::shared_ptr<grpc::Channel> channel_;
   std::vector<std::weak_ptr<CallRegistry>> registries_;

@@ -8,7 +8,6 @@
 #include <asio/post.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/agent.h"
 #include "agent/listening_ports.h"
 #include "agent/metrics.h"
 #include "wsa/common/logging.h"
@@ -112,10 +111,11 @@ class ListeningPortsCache : public std::enable_shared_from_this<ListeningPortsCa
   bool scanning_ = false;
 };
 
-void addDebugRoutes(http::Router& r, Agent& agent, AgentMetrics& metrics, std::string log_file,
-                    Worker* worker) {
-  r.addSync("GET", "/debug/manifest",
-            [&agent](http::Request&) { return http::Response::json(200, agent.debugManifest()); });
+void addDebugRoutes(http::Router& r, ManifestJson manifest, AgentMetrics& metrics,
+                    std::string log_file, Worker* worker) {
+  r.addSync("GET", "/debug/manifest", [manifest = std::move(manifest)](http::Request&) {
+    return http::Response::json(200, manifest());
+  });
   r.addSync("GET", "/debug/prometheus",
             [&metrics](http::Request&) { return metricsResponse(metrics); });
   r.add("GET", "/debug/logs", [log_file, worker](http::Request&, http::Responder respond) {
@@ -132,7 +132,7 @@ void addDebugRoutes(http::Router& r, Agent& agent, AgentMetrics& metrics, std::s
   });
 }
 
-http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, Agent& agent,
+http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, ManifestJson manifest,
                                AgentMetrics& metrics, std::string log_file, Worker& worker,
                                HttpApiOptions options) {
   http::Router r;
@@ -145,7 +145,7 @@ http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, Agent& agent,
   auto cache = std::make_shared<ListeningPortsCache>(io, clock, worker, std::move(options));
   r.add("GET", "/api/v0/listening-ports",
         [cache](http::Request&, http::Responder respond) { cache->get(std::move(respond)); });
-  addDebugRoutes(r, agent, metrics, std::move(log_file), &worker);
+  addDebugRoutes(r, std::move(manifest), metrics, std::move(log_file), &worker);
   return r;
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -21,8 +22,10 @@ class io_context;
 
 namespace wsa::agent {
 
-class Agent;
 class AgentMetrics;
+
+// The manifest as /debug/manifest shows it (JSON, secrets removed).
+using ManifestJson = std::function<std::string()>;
 
 struct HttpApiOptions {
   std::string proc_root = "/proc";
@@ -36,13 +39,13 @@ struct HttpApiOptions {
 // Shared state of the listening-ports route: one scan at a time, its result cached.
 class ListeningPortsCache;
 
-http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, Agent& agent,
+http::Router makeHttpApiRouter(asio::io_context& io, Clock& clock, ManifestJson manifest,
                                AgentMetrics& metrics, std::string log_file, Worker& worker,
                                HttpApiOptions options);
 
 // The debug routes both servers share; /debug/logs reads on `worker` when one is given.
-void addDebugRoutes(http::Router& r, Agent& agent, AgentMetrics& metrics, std::string log_file,
-                    Worker* worker);
+void addDebugRoutes(http::Router& r, ManifestJson manifest, AgentMetrics& metrics,
+                    std::string log_file, Worker* worker);
 // Prometheus text exposition of the agent's metrics.
 http::Response metricsResponse(AgentMetrics& metrics);
 

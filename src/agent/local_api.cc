@@ -20,7 +20,8 @@ http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string lo
             [](http::Request&) { return http::Response::json(200, "{\"status\":\"ok\"}\n"); });
   r.addSync("GET", "/debug/state",
             [&agent](http::Request&) { return http::Response::json(200, agent.debugState()); });
-  addDebugRoutes(r, agent, metrics, std::move(log_file), worker);
+  addDebugRoutes(
+      r, [&agent] { return agent.debugManifest(); }, metrics, std::move(log_file), worker);
   return r;
 }
 

@@ -358,6 +358,7 @@ int main(int argc, char** argv) {
   scfg.log_file = log_file;
   auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
   if (!services) return fail(services.error());
+  a.addExtension(services->get());
 
   std::unique_ptr<http::Server> metrics_server, debug_server;
   std::string metrics_bound, debug_bound;

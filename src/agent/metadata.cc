@@ -19,7 +19,7 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
   void start() {
     collected_at_ = c_.clock_.systemNow();
     auto weak = weak_from_this();
-    Process::Callbacks cb;
+    exec::Process::Callbacks cb;
     cb.on_stdout = [weak](std::string_view data) {
       if (auto self = weak.lock()) self->output(data);
     };
@@ -29,7 +29,7 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
         self->maybeDone();
       }
     };
-    cb.on_exit = [weak](ExitStatus st) {
+    cb.on_exit = [weak](exec::ExitStatus st) {
       if (auto self = weak.lock()) {
         self->status_ = st;
         self->exited_ = true;
@@ -38,9 +38,9 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
         self->maybeDone();
       }
     };
-    Command cmd = c_.factory_(d_.script());
+    exec::Command cmd = c_.factory_(d_.script());
     cmd.merge_stderr = true;
-    auto p = spawnProcess(c_.io_, cmd, std::move(cb));
+    auto p = exec::spawnProcess(c_.io_, cmd, std::move(cb));
     if (!p) {
       v1::MetadataResult r;
       *r.mutable_collected_at() = TimeUtil::NanosecondsToTimestamp(toUnixNanos(collected_at_));
@@ -105,11 +105,11 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
   MetadataCollector& c_;
   v1::MetadataDescription d_;
   std::unique_ptr<Timer> timer_;
-  std::shared_ptr<Process> proc_;
+  std::shared_ptr<exec::Process> proc_;
   SystemTime collected_at_{};
   std::string out_;
   size_t total_ = 0;
-  ExitStatus status_;
+  exec::ExitStatus status_;
   bool exited_ = false;
   bool eof_ = false;
   bool timed_out_ = false;

@@ -14,8 +14,8 @@
 #include "agent/api.h"
 #include "agent/metrics.h"
 #include "agent/supervisor.h"
-#include "wsa/agent/exec.h"
 #include "wsa/common/clock.h"
+#include "wsa/exec/process.h"
 
 namespace wsa::agent {
 
@@ -24,7 +24,7 @@ struct MetadataOptions {
   size_t max_output = 10 * 1024;
 };
 
-using MetadataCommandFactory = std::function<Command(const std::string& script)>;
+using MetadataCommandFactory = std::function<exec::Command(const std::string& script)>;
 
 class MetadataCollector {
  public:

@@ -1,12 +1,13 @@
 #pragma once
-// The agent on the overlay: the WireGuard engine (src/wg) on a UDP socket, with the userspace
-// TCP/IP stack (src/netstack) on the overlay addresses the manifest assigns. TCP to ports 1
-// and 22 (SSH), 2 (reconnecting PTY), 3 (speed test) and 4 (HTTP API) goes to the agent's
-// services; every other port is forwarded to the workspace's loopback. All on the loop.
+// The agent on the overlay: the overlay engine (src/overlay: WireGuard on a UDP socket, the
+// userspace TCP/IP stack on the overlay addresses the manifest assigns, the relay path) with
+// the agent's services on it. TCP to ports 1 and 22 (SSH), 2 (reconnecting PTY), 3 (speed
+// test) and 4 (HTTP API) goes to the agent's services; every other port is forwarded to the
+// workspace's loopback. All on the loop.
 //
-// Peers come from WireGuard's configuration protocol on `config_socket` (the `wg` tool works
-// on it: `wg show`, `wg set`), for static setups and tests; coordination through the control
-// server will feed the same device.
+// Peers come from coordination through the control server (a routine per control connection,
+// makeCoordinator) and from WireGuard's configuration protocol on `config_socket` (the `wg`
+// tool works on it: `wg show`, `wg set`), for static setups and tests.
 
 #include <prometheus/metric_family.h>
 
@@ -20,10 +21,10 @@
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
 
-namespace wsa::overlay::v1 {
-class Node;
-class CoordinateResponse_PeerUpdate;
-}  // namespace wsa::overlay::v1
+namespace wsa::overlay {
+class Engine;
+class Coordinator;
+}  // namespace wsa::overlay
 
 namespace wsa::agent {
 class AgentApi;
@@ -63,34 +64,23 @@ class Overlay {
                                                 const OverlayOptions& options, Serve serve);
   ~Overlay();
 
-  const std::vector<std::string>& addresses() const;
-  std::string publicKey() const;  // base64
-  uint16_t udpPort() const;
+  overlay::Engine& engine() { return *engine_; }
   // Prometheus families (wsa_wg_*, wsa_overlay_*) for the agent's /metrics.
   std::vector<prometheus::MetricFamily> collectMetrics() const;
   // Forwards a connection to the workspace's loopback (ports without an agent service).
   void forwardToLoopback(net::ByteStreamPtr stream, uint16_t port);
-  // The UDP endpoints published to peers.
-  std::vector<std::string> endpoints() const;
   // For one control connection: publishes our node (id, key, addresses, endpoints) through
-  // Coordinate and applies the peers the server sends (added, changed, removed) to the device.
-  // A kRemain routine; the stream ending is an error (the connection reconnects).
+  // Coordinate, applies the peers the server sends to the device and keeps the relay stream
+  // open (overlay::Coordinator). A kRemain routine; the stream ending is an error (the
+  // connection reconnects).
   std::shared_ptr<Routine> makeCoordinator(AgentApi& api, const std::string& agent_id);
-  // The relay stream through the control server, for one connection's coordination: opened
-  // (and reopened with backoff) from startRelay until stopRelay with the same API.
-  void startRelay(AgentApi& api);
-  void stopRelay(AgentApi& api);
-  // Coordination helpers (used by the coordinator routine).
-  void describeSelf(const std::string& id, overlay::v1::Node* node) const;
-  // Returns true when the update added a peer or changed its key: the peer may handshake now
-  // (the coordinator tells it with ready_for_handshake).
-  bool applyPeerUpdate(const overlay::v1::CoordinateResponse_PeerUpdate& update);
-
-  class Impl;
 
  private:
   Overlay() = default;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<overlay::Engine> engine_;
+  std::unique_ptr<overlay::Coordinator> coordinator_;
+  // The coordination routine may outlive the overlay (the agent's last loop turns).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace wsa::agent

@@ -7,9 +7,9 @@
 
 #include <cstring>
 
-#include "wsa/agent/env.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
+#include "wsa/exec/environment.h"
 
 namespace wsa::agent {
 
@@ -57,9 +57,9 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
     }
     std::string dir = r_.options_.data_dir + "/" + s_.log_source_id();
     (void)makeDirs(dir, 0700);
-    EnvMap extra{{"WSA_SCRIPT_DATA_DIR", dir}, {"WSA_SCRIPT_BIN_DIR", r_.bin_dir_}};
-    Command cmd = r_.factory_(s_.script(), extra);
-    Process::Callbacks cb;
+    exec::EnvMap extra{{"WSA_SCRIPT_DATA_DIR", dir}, {"WSA_SCRIPT_BIN_DIR", r_.bin_dir_}};
+    exec::Command cmd = r_.factory_(s_.script(), extra);
+    exec::Process::Callbacks cb;
     auto weak = weak_from_this();
     cb.on_stdout = [weak](std::string_view d) {
       if (auto self = weak.lock()) self->output(false, d);
@@ -70,10 +70,10 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
     cb.on_eof = [weak](bool is_err) {
       if (auto self = weak.lock()) self->eof(is_err);
     };
-    cb.on_exit = [weak](ExitStatus st) {
+    cb.on_exit = [weak](exec::ExitStatus st) {
       if (auto self = weak.lock()) self->exited(st);
     };
-    auto p = spawnProcess(r_.io_, cmd, std::move(cb));
+    auto p = exec::spawnProcess(r_.io_, cmd, std::move(cb));
     if (!p) {
       r_.log_->error("script \"{}\": {}", s_.display_name(), p.error());
       line(true, "wsa-agent: cannot start script: " + p.error());
@@ -117,7 +117,7 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
     (is_err ? err_eof_ : out_eof_) = true;
     maybeComplete();
   }
-  void exited(ExitStatus st) {
+  void exited(exec::ExitStatus st) {
     status_ = st;
     exited_ = true;
     timeout_timer_->cancel();
@@ -215,13 +215,13 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
   std::unique_ptr<Timer> timeout_timer_;
   std::unique_ptr<Timer> kill_timer_;
   std::unique_ptr<Timer> wait_timer_;
-  std::shared_ptr<Process> proc_;
+  std::shared_ptr<exec::Process> proc_;
   int fd_ = -1;
   LineSplitter out_lines_;
   LineSplitter err_lines_;
   MonoTime start_mono_{};
   SystemTime start_sys_{};
-  ExitStatus status_;
+  exec::ExitStatus status_;
   bool exited_ = false;
   bool out_eof_ = false;
   bool err_eof_ = false;
@@ -254,7 +254,7 @@ std::string ScriptRunner::logPathFor(const v1::Script& s) const {
   std::string home = homeDirectory();
   if (p == "~") p = home;
   if (p.rfind("~/", 0) == 0) p = home + p.substr(1);
-  p = expandVars(p, [](const std::string& k) -> std::optional<std::string> {
+  p = exec::expandVars(p, [](const std::string& k) -> std::optional<std::string> {
     const char* v = std::getenv(k.c_str());
     if (v == nullptr) return std::nullopt;
     return std::string(v);

@@ -23,9 +23,9 @@
 #include "agent/log_sender.h"
 #include "agent/metrics.h"
 #include "agent/report_queue.h"
-#include "wsa/agent/env.h"
-#include "wsa/agent/exec.h"
 #include "wsa/common/clock.h"
+#include "wsa/exec/environment.h"
+#include "wsa/exec/process.h"
 
 namespace wsa::agent {
 
@@ -38,7 +38,8 @@ struct ScriptRunnerOptions {
 
 // Builds the command for a script: argv, environment and directory. `extra_env` holds the
 // script's own variables.
-using CommandFactory = std::function<Command(const std::string& script, const EnvMap& extra_env)>;
+using CommandFactory =
+    std::function<exec::Command(const std::string& script, const exec::EnvMap& extra_env)>;
 
 class ScriptRunner {
  public:

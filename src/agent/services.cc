@@ -7,11 +7,10 @@
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 
-#include "agent/agent.h"
 #include "agent/http_api.h"
 #include "agent/metrics.h"
-#include "wsa/agent/env.h"
 #include "wsa/common/logging.h"
+#include "wsa/exec/command.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
 #include "wsa/net/splice.h"
@@ -50,11 +49,11 @@ void syncCounter(prometheus::Counter& c, uint64_t v) {
 
 }  // namespace
 
-Services::Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics,
+Services::Services(asio::io_context& io, Clock& clock, ServiceHost& host, AgentMetrics& metrics,
                    Worker& worker, ServicesConfig config)
     : io_(io),
       clock_(clock),
-      agent_(agent),
+      host_(host),
       metrics_(metrics),
       worker_(worker),
       config_(std::move(config)),
@@ -64,16 +63,16 @@ Services::~Services() {
   shutdown();
 }
 
-Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& clock, Agent& agent,
-                                                   AgentMetrics& metrics, Worker& worker,
-                                                   ServicesConfig config) {
-  std::unique_ptr<Services> s(new Services(io, clock, agent, metrics, worker, std::move(config)));
+Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& clock,
+                                                   ServiceHost& host, AgentMetrics& metrics,
+                                                   Worker& worker, ServicesConfig config) {
+  std::unique_ptr<Services> s(new Services(io, clock, host, metrics, worker, std::move(config)));
   Services* self = s.get();
 
   // SSH.
   ssh::SshServer::Hooks shooks;
   shooks.post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
-  shooks.report = [&agent](v1::ReportConnectionRequest r) { agent.reportConnection(std::move(r)); };
+  shooks.report = [&host](v1::ReportConnectionRequest r) { host.reportConnection(std::move(r)); };
   auto ssh_server = ssh::SshServer::create(io, s->config_.ssh, shooks);
   if (!ssh_server) return makeError("SSH server: " + ssh_server.error());
   s->ssh_ = std::move(*ssh_server);
@@ -83,7 +82,7 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   rhooks.command = [self](const std::string& command, term::PtySize size) {
     return self->ptyCommand(command, size);
   };
-  rhooks.report = [&agent](v1::ReportConnectionRequest r) { agent.reportConnection(std::move(r)); };
+  rhooks.report = [&host](v1::ReportConnectionRequest r) { host.reportConnection(std::move(r)); };
   rhooks.error = [&metrics](const std::string& what) {
     metrics.rpty_errors.Add({{"reason", what}}).Increment();
   };
@@ -102,7 +101,9 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   // HTTP API.
   HttpApiOptions aopts;
   aopts.hidden_ports = s->hidden_ports_;
-  auto router = makeHttpApiRouter(io, clock, agent, metrics, s->config_.log_file, worker, aopts);
+  auto router = makeHttpApiRouter(
+      io, clock, [&host] { return host.debugManifest(); }, metrics, s->config_.log_file, worker,
+      aopts);
   http::ServerOptions hopts;
   hopts.on_response = [router, &metrics](const http::Request& req, int status,
                                          std::chrono::nanoseconds) {
@@ -113,27 +114,8 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   };
   s->api_ = std::make_unique<http::Server>(io, router, hopts);
 
-  // Context for sessions, stats and metrics.
+  // Context for sessions, and metrics.
   s->publishContext();
-  agent.on_context_changed = [self] { self->publishContext(); };
-  // Each control connection coordinates the overlay once it is up.
-  agent.overlay_routine = [self](AgentApi& api) -> std::shared_ptr<Routine> {
-    if (!self->overlay_ || !self->agent_.manifest()) return nullptr;
-    return self->overlay_->makeCoordinator(api, self->agent_.manifest()->agent_id());
-  };
-  agent.on_stop_accepting.push_back([self] { self->stopAccepting(); });
-  agent.stats_hook = [self](v1::Stats* st) {
-    auto& c = self->ssh_->counters();
-    st->set_session_count_ssh(c.sessions_ssh);
-    st->set_session_count_vscode(c.sessions_vscode);
-    st->set_session_count_jetbrains(c.sessions_jetbrains);
-    auto rpty_attached = static_cast<int64_t>(self->rpty_->attached());
-    st->set_session_count_reconnecting_pty(rpty_attached);
-    int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
-    if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
-    if (rpty_attached > 0)
-      (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
-  };
   metrics.addCollectHook([self] {
     auto& m = self->metrics_;
     auto& c = self->ssh_->counters();
@@ -150,25 +132,39 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   return s;
 }
 
+std::vector<AgentExtension::ConnectionRoutine> Services::routinesFor(AgentApi& api) {
+  // Each control connection coordinates the overlay once it is up.
+  auto coordinate = [this, &api]() -> std::shared_ptr<Routine> {
+    if (!overlay_ || !host_.manifest()) return nullptr;
+    return overlay_->makeCoordinator(api, host_.manifest()->agent_id());
+  };
+  return {ConnectionRoutine{"coordinate", Behavior::kRemain, coordinate}};
+}
+
+void Services::fillStats(v1::Stats* st) {
+  auto& c = ssh_->counters();
+  st->set_session_count_ssh(c.sessions_ssh);
+  st->set_session_count_vscode(c.sessions_vscode);
+  st->set_session_count_jetbrains(c.sessions_jetbrains);
+  auto rpty_attached = static_cast<int64_t>(rpty_->attached());
+  st->set_session_count_reconnecting_pty(rpty_attached);
+  int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
+  if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
+  if (rpty_attached > 0) (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
+}
+
 void Services::publishContext() {
   auto ctx = std::make_shared<ssh::SessionContext>();
-  ctx->process_env = agent_.processEnv();
-  if (agent_.manifest()) ctx->manifest = std::make_shared<const v1::Manifest>(*agent_.manifest());
-  ctx->agent_env = agent_.agentEnv();
-  ctx->script_bin_dir = agent_.scriptBinDir();
-  ctx->user = agent_.user();
-  ctx->expanded_dir = agent_.expandedDirectory();
-  ctx->priority = agent_.childPriority();
-  ctx->banners = agent_.banners();
-  ctx->motd_path = agent_.manifest() ? agent_.manifest()->motd_path() : "";
-  ctx_ = ctx;
+  ctx->command = host_.commandContext();
+  ctx->banners = host_.banners();
+  ctx->motd_path = host_.manifest() ? host_.manifest()->motd_path() : "";
   ssh_->setContext(ctx);
   maybeStartOverlay();
 }
 
 void Services::maybeStartOverlay() {
-  if (overlay_ || overlay_failed_ || !config_.overlay.enabled || !agent_.manifest()) return;
-  const auto& m = *agent_.manifest();
+  if (overlay_ || overlay_failed_ || !config_.overlay.enabled || !host_.manifest()) return;
+  const auto& m = *host_.manifest();
   if (m.overlay_addresses().empty()) return;
   std::vector<std::string> addrs(m.overlay_addresses().begin(), m.overlay_addresses().end());
   auto o = Overlay::start(io_, clock_, addrs, config_.overlay,
@@ -214,27 +210,13 @@ void Services::serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::strin
 }
 
 Result<term::ChildSpec> Services::ptyCommand(const std::string& command, term::PtySize size) const {
-  const auto& ctx = *ctx_;
-  CommandEnvInputs in;
-  in.process_env = ctx.process_env;
-  in.manifest = ctx.manifest.get();
-  in.agent_env = ctx.agent_env;
-  in.script_bin_dir = ctx.script_bin_dir;
-  in.user = ctx.user;
-  EnvMap env = buildCommandEnv(in);
-  rpty::withTerminalEnv(&env);
-  term::ChildSpec spec;
-  spec.cwd = commandDirectory(ctx.expanded_dir, ctx.user.home);
-  spec.priority = ctx.priority;
+  auto run =
+      command.empty() ? exec::Invocation::loginShell() : exec::Invocation::shellScript(command);
+  exec::BuiltCommand cmd = exec::buildCommand(*host_.commandContext(), run);
+  rpty::withTerminalEnv(&cmd.env);
+  term::ChildSpec spec = term::childSpec(cmd);
   spec.pty = true;
   spec.size = size;
-  if (command.empty()) {
-    spec.argv = {ctx.user.shell};
-    spec.argv0 = term::loginArgv0(ctx.user.shell);
-  } else {
-    spec.argv = shellCommand(ctx.user.shell, command);
-  }
-  spec.env = toEnvList(env);
   return spec;
 }
 

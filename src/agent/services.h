@@ -4,13 +4,18 @@
 // --speedtest-listen, --api-listen); the overlay will hand its streams for ports 1/22, 2, 3 and
 // 4 to the same servers. Owns the servers, keeps the session context they need current, and
 // feeds their counts into stats and metrics.
+//
+// The services see the agent only as a ServiceHost, and the agent drives them only as an
+// AgentExtension (main.cc registers them): the dependency goes one way.
 
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
 
+#include "agent/extension.h"
 #include "agent/overlay.h"
+#include "agent/service_host.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/common/worker.h"
@@ -27,7 +32,6 @@ class Server;
 
 namespace wsa::agent {
 
-class Agent;
 class AgentMetrics;
 
 struct ServicesConfig {
@@ -51,26 +55,35 @@ struct BoundServices {
   std::string ssh_host_key;              // SHA256 fingerprint
 };
 
-class Services {
+class Services final : public AgentExtension {
  public:
-  static Result<std::unique_ptr<Services>> create(asio::io_context& io, Clock& clock, Agent& agent,
-                                                  AgentMetrics& metrics, Worker& worker,
-                                                  ServicesConfig config);
-  ~Services();
+  static Result<std::unique_ptr<Services>> create(asio::io_context& io, Clock& clock,
+                                                  ServiceHost& host, AgentMetrics& metrics,
+                                                  Worker& worker, ServicesConfig config);
+  ~Services() override;
 
   // Opens the configured listeners. `own_ports` are the agent's other listeners (metrics,
   // debug), hidden from the listening-ports API along with these.
   Result<BoundServices> listen(const std::set<uint16_t>& own_ports);
-  void stopAccepting();
   void shutdown();
+
+  // AgentExtension.
+  void stopAccepting() override;
+  void contextChanged() override { publishContext(); }
+  // The overlay's coordination ("coordinate", kRemain), once the overlay is up.
+  std::vector<ConnectionRoutine> routinesFor(AgentApi& api) override;
+  // SSH and reconnecting-PTY session counts.
+  void fillStats(v1::Stats* stats) override;
 
   ssh::SshServer& ssh() { return *ssh_; }
   rpty::Server& rpty() { return *rpty_; }
   speedtest::Server& speedtest() { return *speedtest_; }
 
  private:
-  Services(asio::io_context& io, Clock& clock, Agent& agent, AgentMetrics& metrics, Worker& worker,
-           ServicesConfig config);
+  Services(asio::io_context& io, Clock& clock, ServiceHost& host, AgentMetrics& metrics,
+           Worker& worker, ServicesConfig config);
+  // Gives the SSH server the new session context; starts the overlay once the manifest assigns
+  // addresses.
   void publishContext();
   void maybeStartOverlay();
   void serveOverlay(uint16_t port, net::ByteStreamPtr stream, std::string peer);
@@ -78,11 +91,10 @@ class Services {
 
   asio::io_context& io_;
   Clock& clock_;
-  Agent& agent_;
+  ServiceHost& host_;
   AgentMetrics& metrics_;
   Worker& worker_;
   ServicesConfig config_;
-  std::shared_ptr<const ssh::SessionContext> ctx_;
   std::unique_ptr<ssh::SshServer> ssh_;
   std::unique_ptr<rpty::Server> rpty_;
   std::unique_ptr<speedtest::Server> speedtest_;

@@ -41,14 +41,12 @@
 #include "wsa/control/relay_stream.h"
 #include "wsa/net/listener.h"
 #include "wsa/net/splice.h"
-#include "wsa/netstack/netstack.h"
+#include "wsa/overlay/engine.h"
+#include "wsa/overlay/node.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 #include "wsa/speedtest/speedtest.h"
 #include "wsa/version.h"
 #include "wsa/wg/device.h"
-#include "wsa/wg/node.h"
-#include "wsa/wg/relay_path.h"
-#include "wsa/wg/udp.h"
 
 namespace {
 
@@ -142,37 +140,17 @@ int run(const std::string& url_text, const std::string& token, const std::string
 
   asio::io_context io(1);
   auto clock = makeLoopClock(io);
-  std::unique_ptr<wg::UdpBind> udp;
-  std::unique_ptr<netstack::Netstack> stack;
-  wg::RelayPath relay;
-  wg::Device device(*clock, wg::DeviceOptions{},
-                    wg::Device::Io{
-                        .send =
-                            [&](const wg::Endpoint& to, std::span<const uint8_t> d) {
-                              if (!relay.send(to, d) && udp) udp->send(to, d);
-                            },
-                        .deliver =
-                            [&](std::span<const uint8_t> p) {
-                              if (stack) stack->input(p);
-                            },
-                    });
-  device.setPrivateKey(wg::generatePrivateKey());
-  auto u = wg::UdpBind::open(
-      io, 0, [&](const wg::Endpoint& from, std::span<uint8_t> d) { device.receive(from, d); });
-  if (!u) {
-    std::cerr << "wsa: " << u.error() << "\n";
+  overlay::EngineOptions eo;
+  eo.addresses = {found.client_addresses().begin(), found.client_addresses().end()};
+  eo.name = "wsa";
+  eo.logger = "wsa";
+  auto started = overlay::Engine::start(io, *clock, std::move(eo));
+  if (!started) {
+    std::cerr << "wsa: " << started.error() << "\n";
     return 1;
   }
-  udp = std::move(*u);
-  netstack::Options nopts;
-  for (const auto& a : found.client_addresses()) nopts.addresses.push_back(stripPrefix(a));
-  auto n =
-      netstack::Netstack::create(io, nopts, [&](std::span<const uint8_t> p) { device.send(p); });
-  if (!n) {
-    std::cerr << "wsa: " << n.error() << "\n";
-    return 1;
-  }
-  stack = std::move(*n);
+  overlay::Engine& engine = **started;
+  wg::Device& device = engine.device();
 
   // Coordinate: publish our node, open the tunnel, learn the agent's node.
   grpc::ClientContext cctx;
@@ -183,8 +161,9 @@ int run(const std::string& url_text, const std::string& token, const std::string
     auto* node = req.mutable_update_self()->mutable_node();
     node->set_id(found.client_id());
     // No endpoints: we initiate, and the agent learns ours from the first packet.
-    wg::describeNode(device.publicKey(),
-                     {found.client_addresses().begin(), found.client_addresses().end()}, {}, node);
+    overlay::describeNode(device.publicKey(),
+                          {found.client_addresses().begin(), found.client_addresses().end()}, {},
+                          node);
     req.mutable_add_tunnel()->set_id(found.agent_id());
     if (!rw->Write(req)) {
       std::cerr << "wsa: the coordination stream closed at once: " << rw->Finish().error_message()
@@ -218,7 +197,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
   };
   std::function<void()> decide;
   auto openRelay = [&] {
-    if (relay.stream() || target.relay == RelayMode::kNever) return;
+    if (engine.relayStream() || target.relay == RelayMode::kNever) return;
     control::RelayStream::Callbacks cb;
     cb.post = [&io](std::function<void()> f) { asio::post(io, std::move(f)); };
     cb.on_ready = [&] {
@@ -226,7 +205,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
       decide();
     };
     cb.on_packets = [&](control::RelayStream::Packets packets) {
-      relay.deliver(device, std::move(packets));
+      engine.deliverRelayed(std::move(packets));
     };
     cb.on_done = [&](int code, std::string message) {
       // Posted first, then marked ended: the teardown waits for the mark before the loop goes.
@@ -246,13 +225,13 @@ int run(const std::string& url_text, const std::string& token, const std::string
       relay_cv.notify_all();
     };
     relay_ended = false;
-    relay.setStream(
+    engine.setRelayStream(
         control::RelayStream::start(*channel, token, device.publicKey(), std::move(cb)));
   };
   // Points the agent's peer at the chosen path.
   auto applyPath = [&]() -> bool {
     wg::PeerConfig pc = *agent_peer;
-    if (path == Path::kRelay) pc.endpoint = relay.endpointFor(pc.public_key);
+    if (path == Path::kRelay) pc.endpoint = engine.relayEndpointFor(pc.public_key);
     if (auto st = device.setPeer(pc); !st) {
       failure = st.error();
       io.stop();
@@ -302,7 +281,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
           io, target.listen, "port forward",
           [&, to](net::ByteStreamPtr local) {
             auto holder = std::make_shared<net::ByteStreamPtr>(std::move(local));
-            stack->dial(to, port, [&, holder](Result<net::ByteStreamPtr> s) {
+            engine.dial(to, port, [&, holder](Result<net::ByteStreamPtr> s) {
               if (!s) {
                 log->warn("{} port {}: {}", agent, port, s.error());
                 (*holder)->abort();
@@ -324,7 +303,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
       });
       return;
     }
-    stack->dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
+    engine.dial(to, port, [&, to](Result<net::ByteStreamPtr> s) {
       if (!s) {
         failure = hasSession()
                       ? "connect to " + agent + " port " + std::to_string(port) + ": " + s.error()
@@ -380,7 +359,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
         log->info("agent: {}", up.reason());
         continue;
       }
-      auto peer = wg::peerFromNode(up.node());
+      auto peer = overlay::peerFromNode(up.node());
       if (!peer) {
         log->warn("agent node: {}", peer.error());
         continue;
@@ -416,7 +395,7 @@ int run(const std::string& url_text, const std::string& token, const std::string
         io.stop();
         return;
       }
-      if (!relay.ready()) return;  // on_ready decides again
+      if (!engine.relayReady()) return;  // on_ready decides again
       if (path != Path::kRelay) {
         path = Path::kRelay;
         if (!applyPath()) return;
@@ -457,19 +436,16 @@ int run(const std::string& url_text, const std::string& token, const std::string
   ready_fallback.cancel();
   direct_grace.cancel();
   listeners.clear();
-  stack.reset();
-  for (int i = 0; i < 1000; ++i) {
-    io.restart();
-    if (io.poll() == 0) break;
-  }
+  engine.shutdown();
+  overlay::Engine::drainCompletions(io);
   // The overlay connection is gone, so the speed test's socket sees its end.
   if (speed_thread.joinable()) speed_thread.join();
   cctx.TryCancel();
   reader.join();
   rw->Finish();
-  if (relay.stream()) {
+  if (engine.relayStream()) {
     // Its callbacks post to the loop: wait for the last one before the loop goes.
-    relay.stream()->cancel();
+    engine.relayStream()->cancel();
     std::unique_lock l(relay_mu);
     if (!relay_cv.wait_for(l, std::chrono::seconds(10), [&] { return relay_ended; })) {
       std::cerr << "wsa: the relay stream did not end\n";

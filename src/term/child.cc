@@ -37,7 +37,7 @@ void setCloexec(int fd) {
 
 Result<Child> spawnChild(const ChildSpec& spec) {
   if (spec.argv.empty()) return makeError("empty command");
-  std::string program = agent::resolveProgram(spec.argv[0], spec.env);
+  std::string program = exec::resolveProgram(spec.argv[0], spec.env);
   std::vector<std::string> args = spec.argv;
   if (!spec.argv0.empty()) args[0] = spec.argv0;
   std::vector<std::string> envs = spec.env;
@@ -68,16 +68,16 @@ Result<Child> spawnChild(const ChildSpec& spec) {
     for (auto& e : envs) {
       if (e == "SSH_TTY=") e = std::string("SSH_TTY=") + name;
     }
-    agent::ExecArgs exec_args(args, envs);
-    pid = agent::forkForExec();
+    exec::ExecArgs exec_args(args, envs);
+    pid = exec::forkForExec();
     if (pid == 0) {
       ::setsid();
       ::ioctl(slave, TIOCSCTTY, 0);
       ::dup2(slave, 0);
       ::dup2(slave, 1);
       ::dup2(slave, 2);
-      agent::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
-                         spec.cwd, status[1]);
+      exec::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
+                        spec.cwd, status[1]);
     }
     ::close(slave);
     if (pid > 0) {
@@ -95,15 +95,15 @@ Result<Child> spawnChild(const ChildSpec& spec) {
       ::close(status[1]);
       return makeError(std::string("pipe: ") + std::strerror(errno));
     }
-    agent::ExecArgs exec_args(args, envs);
-    pid = agent::forkForExec();
+    exec::ExecArgs exec_args(args, envs);
+    pid = exec::forkForExec();
     if (pid == 0) {
       ::setsid();
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
-      agent::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
-                         spec.cwd, status[1]);
+      exec::execInChild(program, exec_args.argv.data(), exec_args.envp.data(), spec.priority, oom,
+                        spec.cwd, status[1]);
     }
     ::close(in[0]);
     ::close(out[1]);
@@ -128,7 +128,7 @@ Result<Child> spawnChild(const ChildSpec& spec) {
     return makeError(std::string("fork: ") + std::strerror(e));
   }
   c.pid = pid;
-  if (int child_errno = agent::awaitExec(status[0]); child_errno != 0) {
+  if (int child_errno = exec::awaitExec(status[0]); child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     for (int fd : {c.master, c.stdin_fd, c.stdout_fd, c.stderr_fd}) {
       if (fd >= 0) ::close(fd);
@@ -139,11 +139,14 @@ Result<Child> spawnChild(const ChildSpec& spec) {
   return c;
 }
 
-std::string loginArgv0(const std::string& shell) {
-  auto slash = shell.rfind('/');
-  std::string out(1, '-');
-  out.append(shell, slash == std::string::npos ? 0 : slash + 1);
-  return out;
+ChildSpec childSpec(const exec::BuiltCommand& cmd) {
+  ChildSpec spec;
+  spec.argv = cmd.argv;
+  spec.argv0 = cmd.argv0;
+  spec.env = cmd.envList();
+  spec.cwd = cmd.cwd;
+  spec.priority = cmd.priority;
+  return spec;
 }
 
 }  // namespace wsa::term

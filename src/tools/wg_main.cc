@@ -27,11 +27,10 @@
 #include "wsa/http/server.h"
 #include "wsa/netstack/forward.h"
 #include "wsa/netstack/netstack.h"
+#include "wsa/overlay/engine.h"
 #include "wsa/version.h"
 #include "wsa/wg/device.h"
-#include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
-#include "wsa/wg/uapi.h"
 #include "wsa/wg/udp.h"
 
 namespace {
@@ -52,103 +51,52 @@ int run(const Config& cfg) {
   asio::io_context io(1);
   auto clock = makeLoopClock(io);
 
-  std::unique_ptr<wg::UdpBind> udp;
-  std::unique_ptr<wg::Tun> tun;
-  std::unique_ptr<netstack::Netstack> stack;
-  wg::DeviceOptions dopts;
-  dopts.mtu = static_cast<size_t>(mtu);
-  wg::Device device(*clock, dopts,
-                    wg::Device::Io{
-                        .send =
-                            [&](const wg::Endpoint& to, std::span<const uint8_t> d) {
-                              if (udp) udp->send(to, d);
-                            },
-                        .deliver =
-                            [&](std::span<const uint8_t> p) {
-                              if (tun) tun->write(p);
-                              if (stack) stack->input(p);
-                            },
-                    });
-
-  auto on_datagram = [&](const wg::Endpoint& from, std::span<uint8_t> d) {
-    device.receive(from, d);
-  };
   int exit_code = 0;
-  std::unique_ptr<netstack::LocalForwarder> forwarder;
+  overlay::EngineOptions eo;
+  eo.name = ifname;
+  eo.logger = "wsa-wg";
+  eo.mtu = static_cast<size_t>(mtu);
   if (cfg.netstack.empty()) {
-    auto t = wg::Tun::open(
-        io, ifname, mtu, [&](std::span<const uint8_t> p) { device.send(p); },
-        [&](const std::string& error) {
-          log->error("{}: {}; exiting", ifname, error);
-          exit_code = 1;
-          io.stop();
-        });
-    if (!t) {
-      std::cerr << "wsa-wg: " << t.error() << "\n";
-      return 1;
-    }
-    tun = std::move(*t);
+    eo.packets = overlay::EngineOptions::Packets::kTun;
+    eo.tun_name = ifname;
+    eo.on_tun_error = [&](const std::string& error) {
+      log->error("{}: {}; exiting", ifname, error);
+      exit_code = 1;
+      io.stop();
+    };
   } else {
     // No interface: our own TCP/IP stack answers on the addresses, and every TCP port is
     // forwarded to this machine's loopback (what the agent does for a workspace).
-    netstack::Options nopts;
-    nopts.addresses = cfg.netstack;
-    nopts.mtu = static_cast<uint16_t>(mtu);
-    auto n =
-        netstack::Netstack::create(io, nopts, [&](std::span<const uint8_t> p) { device.send(p); });
-    if (!n) {
-      std::cerr << "wsa-wg: --netstack: " << n.error() << "\n";
-      return 2;
-    }
-    stack = std::move(*n);
-    forwarder = std::make_unique<netstack::LocalForwarder>(io, netstack::LocalForwarder::Options{});
-    stack->setForwarder(
-        [&](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
-          forwarder->forward(std::move(s), info.local_port, info.remote);
-        },
-        [&](const netstack::ConnectionInfo& info, std::function<void(bool)> admit) {
-          forwarder->gate(info.local_port, info.remote, std::move(admit));
-        });
+    eo.addresses = cfg.netstack;
+    eo.forward_to_loopback = true;
   }
-
-  auto u = wg::UdpBind::open(io, 0, on_datagram);
-  if (!u) {
-    std::cerr << "wsa-wg: " << u.error() << "\n";
-    return 1;
-  }
-  udp = std::move(*u);
-
-  wg::UapiHooks hooks;
-  hooks.listen_port = [&] { return udp ? udp->port() : uint16_t{0}; };
-  hooks.set_listen_port = [&](uint16_t port) -> Status {
-    if (udp && (port == udp->port() || port == 0)) return {};
-    auto nb = wg::UdpBind::open(io, port, on_datagram);
-    if (!nb) return makeError(nb.error());
-    udp = std::move(*nb);
-    log->info("{}: listening on UDP port {}", ifname, udp->port());
-    return {};
-  };
-
   std::error_code ec;
   std::filesystem::create_directories(cfg.uapi_dir, ec);
   ::chmod(cfg.uapi_dir.c_str(), 0755);
   std::string sock_path = cfg.uapi_dir + "/" + ifname + ".sock";
-  auto uapi = wg::UapiServer::listen(io, sock_path, device, hooks);
-  if (!uapi) {
-    std::cerr << "wsa-wg: " << uapi.error() << "\n";
+  eo.config_socket = sock_path;
+  overlay::EnginePart failed = overlay::EnginePart::kNone;
+  auto started = overlay::Engine::start(io, *clock, std::move(eo), &failed);
+  if (!started) {
+    if (failed == overlay::EnginePart::kPackets && !cfg.netstack.empty()) {
+      std::cerr << "wsa-wg: --netstack: " << started.error() << "\n";
+      return 2;
+    }
+    std::cerr << "wsa-wg: " << started.error() << "\n";
     return 1;
   }
+  overlay::Engine& engine = **started;
+  wg::Device& device = engine.device();
   log->info("{}: up (MTU {}, UDP port {}, {}), configure with `wg` through {}", ifname, mtu,
-            udp->port(), stack ? "userspace TCP/IP, TCP forwarded to the loopback" : "TUN",
-            sock_path);
+            engine.udpPort(),
+            engine.stack() ? "userspace TCP/IP, TCP forwarded to the loopback" : "TUN", sock_path);
 
   std::unique_ptr<http::Server> metrics;
   if (!cfg.metrics_listen.empty()) {
     http::Router router;
     router.addSync("GET", "/metrics", [&](http::Request&) {
-      wg::MetricsSources src{&device, [&] { return udp.get(); }, [&] { return tun.get(); }};
       auto r = http::Response::text(
-          200, prometheus::TextSerializer().Serialize(wg::collectMetrics(src, ifname)));
+          200, prometheus::TextSerializer().Serialize(engine.collectWgMetrics()));
       r.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       return r;
     });
@@ -180,31 +128,29 @@ int run(const Config& cfg) {
 
   io.run();
 
-  uapi->reset();
-  if (stack) {
+  if (const auto* stack = engine.stack()) {
     const auto& ns = stack->stats();
-    const auto& fs = forwarder->stats();
+    const auto& fs = engine.forwarder()->stats();
     log->info(
         "{}: userspace TCP/IP: {} accepted, {} refused at the limit; forwarded {} "
         "({} refused locally, {} bytes in, {} out)",
         ifname, ns.tcp_accepted, ns.tcp_refused, fs.connections, fs.refused, fs.bytes_to_local,
         fs.bytes_from_local);
   }
+  // The configuration socket closes; the stack goes before the device it sends through (open
+  // connections end with a reset); then the completions that causes run while the loop and
+  // the device still exist.
+  engine.shutdown();
   ::unlink(sock_path.c_str());
+  overlay::Engine::drainCompletions(io);
   const auto& c = device.counters();
-  // The stack goes before the device it sends through (open connections end with a reset);
-  // then the completions that causes run while the loop still exists.
-  stack.reset();
-  forwarder.reset();
-  for (int i = 0; i < 1000; ++i) {
-    io.restart();
-    if (io.poll() == 0) break;
-  }
+  const wg::UdpBind& udp = *engine.udp();
+  const wg::Tun* tun = engine.tun();
   log->info(
       "{}: handshakes {}, rx {} datagrams, tx {} datagrams ({} dropped at the send queue), "
       "tun rx {} tx {} ({} dropped)",
-      ifname, c.handshakes_completed, udp->stats().rx_datagrams, udp->stats().tx_datagrams,
-      udp->stats().tx_dropped, tun ? tun->stats().rx_packets : 0, tun ? tun->stats().tx_packets : 0,
+      ifname, c.handshakes_completed, udp.stats().rx_datagrams, udp.stats().tx_datagrams,
+      udp.stats().tx_dropped, tun ? tun->stats().rx_packets : 0, tun ? tun->stats().tx_packets : 0,
       tun ? tun->stats().tx_dropped : 0);
   logging::flush();
   return exit_code;

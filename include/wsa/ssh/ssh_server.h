@@ -18,11 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "wsa/agent/env.h"
-#include "wsa/agent/exec.h"
 #include "wsa/agent/v1/banner.pb.h"
 #include "wsa/agent/v1/connection.pb.h"
 #include "wsa/common/result.h"
+
+namespace wsa::exec {
+struct CommandContext;
+}
 
 namespace asio {
 class io_context;
@@ -32,13 +34,8 @@ namespace wsa::ssh {
 
 // What sessions need from the agent, published as an immutable snapshot.
 struct SessionContext {
-  agent::EnvMap process_env;
-  std::shared_ptr<const wsa::agent::v1::Manifest> manifest;  // may be null before the first one
-  agent::EnvMap agent_env;
-  std::string script_bin_dir;
-  agent::UserInfo user;
-  std::string expanded_dir;
-  agent::ChildPriority priority;
+  // What the session's command is built from (exec::buildCommand); never null.
+  std::shared_ptr<const exec::CommandContext> command;
   std::vector<wsa::agent::v1::BannerConfig> banners;
   std::string motd_path;
 };

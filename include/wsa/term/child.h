@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "wsa/agent/exec.h"
 #include "wsa/common/result.h"
+#include "wsa/exec/command.h"
+#include "wsa/exec/spawn.h"
 
 namespace wsa::term {
 
@@ -27,7 +28,7 @@ struct ChildSpec {
   std::string cwd;
   bool pty = false;
   PtySize size;
-  agent::ChildPriority priority;
+  exec::ChildPriority priority;
 };
 
 struct Child {
@@ -41,9 +42,10 @@ struct Child {
   std::string tty_name;
 };
 
+// The spec for a command exec::buildCommand put together (argv, argv0, environment, directory,
+// priority); `pty` and `size` are left for the caller.
+ChildSpec childSpec(const exec::BuiltCommand& cmd);
 Result<Child> spawnChild(const ChildSpec& spec);
-// argv[0] for a login shell: "-" and the shell's base name ("/bin/bash" → "-bash").
-std::string loginArgv0(const std::string& shell);
 void setWindowSize(int master, const PtySize& size);
 
 }  // namespace wsa::term

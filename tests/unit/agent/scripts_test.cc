@@ -30,12 +30,12 @@ class ScriptsTest : public ::testing::Test {
                       r, [done](const RpcStatus& s, v1::ScriptCompletedResponse) { done(s); });
                 }) {}
 
-  Command command(const std::string& script, const EnvMap& extra) {
-    EnvMap env = environFromProcess();
+  exec::Command command(const std::string& script, const exec::EnvMap& extra) {
+    exec::EnvMap env = exec::environFromProcess();
     for (const auto& [k, v] : extra) env[k] = v;
-    Command c;
-    c.argv = shellCommand("/bin/sh", script);
-    c.env = toEnvList(env);
+    exec::Command c;
+    c.argv = exec::shellCommand("/bin/sh", script);
+    c.env = exec::toEnvList(env);
     return c;
   }
   std::unique_ptr<ScriptRunner> runner(const std::vector<v1::Script>& scripts) {
@@ -46,7 +46,7 @@ class ScriptsTest : public ::testing::Test {
     o.kill_delay = seconds(10);
     auto r = std::make_unique<ScriptRunner>(
         io, clock, logs, timings, metrics, o,
-        [this](const std::string& s, const EnvMap& e) { return command(s, e); });
+        [this](const std::string& s, const exec::EnvMap& e) { return command(s, e); });
     EXPECT_TRUE(r->init(scripts).ok());
     return r;
   }

@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 
+#include "unit/control/test_server.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 
 namespace wsa::control {
@@ -21,7 +21,7 @@ using namespace std::chrono_literals;
 
 enum class Mode { kEcho, kRefuse, kStall };
 
-class Reactor final : public grpc::ServerBidiReactor<ov::RelayRequest, ov::RelayResponse> {
+class Reactor final : public test::QueuedReactor<ov::RelayRequest, ov::RelayResponse> {
  public:
   explicit Reactor(Mode mode) : mode_(mode) { StartRead(&req_); }
   void OnReadDone(bool ok) override {
@@ -40,48 +40,11 @@ class Reactor final : public grpc::ServerBidiReactor<ov::RelayRequest, ov::Relay
     write(std::move(r));
     StartRead(&req_);
   }
-  void OnWriteDone(bool ok) override {
-    std::lock_guard l(mu_);
-    queue_.pop_front();
-    if (ok && !queue_.empty() && !finishing_) {
-      StartWrite(&queue_.front());
-      return;
-    }
-    writing_ = false;
-    if (finishing_ && !finished_) {
-      finished_ = true;
-      Finish(status_);
-    }
-  }
-  void OnCancel() override { finishWhenIdle({grpc::StatusCode::CANCELLED, "cancelled"}); }
-  void OnDone() override { delete this; }
 
  private:
-  void write(ov::RelayResponse r) {
-    std::lock_guard l(mu_);
-    if (finishing_) return;
-    queue_.push_back(std::move(r));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-  void finishWhenIdle(grpc::Status s) {
-    std::lock_guard l(mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    status_ = std::move(s);
-    if (!writing_) {
-      finished_ = true;
-      Finish(status_);
-    }
-  }
   Mode mode_;
   ov::RelayRequest req_;
-  std::mutex mu_;
-  std::deque<ov::RelayResponse> queue_;
-  bool hello_ = false, writing_ = false, finishing_ = false, finished_ = false;
-  grpc::Status status_;
+  bool hello_ = false;
 };
 
 class Service final : public ov::Overlay::CallbackService {
@@ -116,14 +79,9 @@ class RelayStreamTest : public ::testing::Test {
  protected:
   void serve(Mode mode) {
     service_ = std::make_unique<Service>(mode);
-    grpc::ServerBuilder b;
-    int port = 0;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    b.RegisterService(service_.get());
-    server_ = b.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                   grpc::InsecureChannelCredentials());
+    server_ = std::make_unique<test::LoopbackServer>(service_.get());
+    ASSERT_TRUE(server_->ok());
+    channel_ = server_->channel();
   }
   std::shared_ptr<RelayStream> open(size_t max_queued = RelayStream::kDefaultMaxQueued) {
     RelayStream::Callbacks cb;
@@ -148,13 +106,10 @@ class RelayStreamTest : public ::testing::Test {
     hello.fill(7);
     return RelayStream::start(channel_, "token", hello, std::move(cb), max_queued);
   }
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + 2s);
-  }
 
   Observed obs_;
   std::unique_ptr<Service> service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<test::LoopbackServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

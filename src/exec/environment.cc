@@ -1,4 +1,4 @@
-#include "wsa/agent/env.h"
+#include "wsa/exec/environment.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 extern char** environ;
 
-namespace wsa::agent {
+namespace wsa::exec {
 
 namespace {
 // Variables of the agent's own configuration that must not reach children.
@@ -179,4 +179,4 @@ std::vector<std::string> shellCommand(const std::string& shell, const std::strin
   return {shell, "-c", script};
 }
 
-}  // namespace wsa::agent
+}  // namespace wsa::exec

@@ -1,7 +1,7 @@
 // forkForExec + execInChild: a signal sent to a child before it has exec'd acts on it as on the
 // program it becomes, not through a handler inherited from the agent.
 
-#include "wsa/agent/exec.h"
+#include "wsa/exec/spawn.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-namespace wsa::agent {
+namespace wsa::exec {
 namespace {
 
 volatile sig_atomic_t g_handled = 0;
@@ -73,4 +73,4 @@ TEST(ExecTest, ASignalSentBeforeExecIsNotLostToAnInheritedIgnore) {
 }
 
 }  // namespace
-}  // namespace wsa::agent
+}  // namespace wsa::exec

@@ -1,15 +1,15 @@
 // Coordination nodes to engine peers and back.
-#include "wsa/wg/node.h"
+#include "wsa/overlay/node.h"
 
 #include <gtest/gtest.h>
 
 #include "wsa/overlay/v1/node.pb.h"
 
-namespace wsa::wg {
+namespace wsa::overlay {
 namespace {
 
-TEST(WgNodeTest, PeerFromNodeTakesKeyAllowedIpsAndTheFirstUsableEndpoint) {
-  PublicKey key = publicKeyOf(generatePrivateKey());
+TEST(OverlayNodeTest, PeerFromNodeTakesKeyAllowedIpsAndTheFirstUsableEndpoint) {
+  wg::PublicKey key = wg::publicKeyOf(wg::generatePrivateKey());
   overlay::v1::Node n;
   describeNode(key, {"100.64.0.9/32", "fd7a:115c:a1e0::9/128"},
                {"not an endpoint", "127.0.0.1:4242", "[::1]:1"}, &n);
@@ -39,4 +39,4 @@ TEST(WgNodeTest, PeerFromNodeTakesKeyAllowedIpsAndTheFirstUsableEndpoint) {
 }
 
 }  // namespace
-}  // namespace wsa::wg
+}  // namespace wsa::overlay

@@ -18,7 +18,7 @@
 
 #include "wsa/agent/v1/manifest.pb.h"
 
-namespace wsa::agent {
+namespace wsa::exec {
 
 using EnvMap = std::map<std::string, std::string>;
 
@@ -58,4 +58,4 @@ std::string commandDirectory(const std::string& expanded_dir, const std::string&
 // script starts with a "#!" line, "<interpreter> [args] -c <script>".
 std::vector<std::string> shellCommand(const std::string& shell, const std::string& script);
 
-}  // namespace wsa::agent
+}  // namespace wsa::exec

@@ -1,0 +1,318 @@
+#include "wsa/overlay/engine.h"
+
+#include <asio/io_context.hpp>
+
+#include "overlay/relay_path.h"
+#include "wsa/common/logging.h"
+#include "wsa/netstack/forward.h"
+#include "wsa/wg/metrics.h"
+#include "wsa/wg/tun.h"
+#include "wsa/wg/uapi.h"
+#include "wsa/wg/udp.h"
+
+namespace wsa::overlay {
+
+// Members in teardown order, last first: the configuration socket, the stack (it sends its
+// final resets through the device), the forwarder go in shutdown(); the UDP bind, the TUN and
+// the device with the engine.
+class Engine::Impl {
+ public:
+  Impl(asio::io_context& io, Clock& clock, EngineOptions options)
+      : io_(io),
+        options_(std::move(options)),
+        device_(clock, deviceOptions(options_),
+                wg::Device::Io{
+                    .send =
+                        [this](const wg::Endpoint& to, std::span<const uint8_t> d) {
+                          if (!relay_.send(to, d) && udp_) udp_->send(to, d);
+                        },
+                    .deliver =
+                        [this](std::span<const uint8_t> p) {
+                          if (tun_) tun_->write(p);
+                          if (stack_) stack_->input(p);
+                        },
+                }),
+        log_(logging::get(options_.logger)) {}
+
+  static wg::DeviceOptions deviceOptions(const EngineOptions& o) {
+    wg::DeviceOptions d;
+    d.mtu = o.mtu;
+    return d;
+  }
+
+  Result<std::unique_ptr<wg::UdpBind>> bindUdp(uint16_t port) {
+    return wg::UdpBind::open(io_, port, [this](const wg::Endpoint& from, std::span<uint8_t> d) {
+      device_.receive(from, d);
+    });
+  }
+
+  Status startPackets();
+  Status startConfigSocket();
+
+  asio::io_context& io_;
+  EngineOptions options_;
+  std::vector<std::string> addresses_;
+  std::vector<std::string> cidrs_;
+  // Accepts and gate decisions are handed over from the loop: one may arrive after shutdown().
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  wg::Device device_;
+  RelayPath relay_;
+  std::unique_ptr<wg::Tun> tun_;
+  std::unique_ptr<wg::UdpBind> udp_;
+  std::unique_ptr<netstack::LocalForwarder> forwarder_;
+  std::unique_ptr<netstack::Netstack> stack_;
+  std::unique_ptr<wg::UapiServer> uapi_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+Status Engine::Impl::startPackets() {
+  if (options_.packets == EngineOptions::Packets::kTun) {
+    auto t = wg::Tun::open(
+        io_, options_.tun_name, static_cast<int>(options_.mtu),
+        [this](std::span<const uint8_t> p) { device_.send(p); },
+        [this](const std::string& error) {
+          if (options_.on_tun_error) options_.on_tun_error(error);
+        });
+    if (!t) return makeError(t.error());
+    tun_ = std::move(*t);
+    return {};
+  }
+  netstack::Options nopts;
+  nopts.addresses = addresses_;
+  nopts.mtu = static_cast<uint16_t>(options_.mtu);
+  auto stack = netstack::Netstack::create(io_, nopts,
+                                          [this](std::span<const uint8_t> p) { device_.send(p); });
+  if (!stack) return makeError(stack.error());
+  stack_ = std::move(*stack);
+  if (options_.forward_to_loopback) {
+    // Every port without a listener goes to this machine's loopback; the gate connects there
+    // first, so a closed port is refused to the overlay peer.
+    forwarder_ =
+        std::make_unique<netstack::LocalForwarder>(io_, netstack::LocalForwarder::Options{});
+    stack_->setForwarder(
+        [this, alive = alive_](net::ByteStreamPtr s, const netstack::ConnectionInfo& info) {
+          if (!*alive || !forwarder_) return;
+          forwarder_->forward(std::move(s), info.local_port, info.remote);
+        },
+        [this, alive = alive_](const netstack::ConnectionInfo& info,
+                               std::function<void(bool)> admit) {
+          if (!*alive || !forwarder_) return admit(false);
+          forwarder_->gate(info.local_port, info.remote, std::move(admit));
+        });
+  }
+  return {};
+}
+
+Status Engine::Impl::startConfigSocket() {
+  if (options_.config_socket.empty()) return {};
+  wg::UapiHooks hooks;
+  hooks.listen_port = [this] { return udp_ ? udp_->port() : uint16_t{0}; };
+  hooks.set_listen_port = [this](uint16_t port) -> Status {
+    if (port == 0 || (udp_ && udp_->port() == port)) return {};
+    auto nb = bindUdp(port);
+    if (!nb) return makeError(nb.error());
+    udp_ = std::move(*nb);
+    log_->info("{}: listening on UDP port {}", options_.name, udp_->port());
+    return {};
+  };
+  auto uapi = wg::UapiServer::listen(io_, options_.config_socket, device_, hooks);
+  if (!uapi) return makeError(uapi.error());
+  uapi_ = std::move(*uapi);
+  return {};
+}
+
+Result<std::unique_ptr<Engine>> Engine::start(asio::io_context& io, Clock& clock,
+                                              EngineOptions options, EnginePart* failed) {
+  auto fail = [failed](EnginePart part, const std::string& message) -> Error {
+    if (failed != nullptr) *failed = part;
+    return makeError(message);
+  };
+  if (failed != nullptr) *failed = EnginePart::kNone;
+  std::unique_ptr<Engine> e(new Engine());
+  e->impl_ = std::make_unique<Impl>(io, clock, std::move(options));
+  Impl& impl = *e->impl_;
+  for (const auto& a : impl.options_.addresses) {
+    impl.addresses_.push_back(a.substr(0, a.find('/')));
+    impl.cidrs_.push_back(a.find('/') == std::string::npos
+                              ? a + (a.find(':') == std::string::npos ? "/32" : "/128")
+                              : a);
+  }
+  impl.device_.setPrivateKey(wg::generatePrivateKey());
+  if (auto st = impl.startPackets(); !st) return fail(EnginePart::kPackets, st.error());
+  auto udp = impl.bindUdp(impl.options_.udp_port);
+  if (!udp) return fail(EnginePart::kUdp, udp.error());
+  impl.udp_ = std::move(*udp);
+  if (auto st = impl.startConfigSocket(); !st) return fail(EnginePart::kConfigSocket, st.error());
+  return e;
+}
+
+Engine::~Engine() {
+  if (impl_) shutdown();
+}
+
+void Engine::shutdown() {
+  *impl_->alive_ = false;
+  impl_->uapi_.reset();
+  // The stack goes before the device it sends through (open connections end with a reset).
+  impl_->stack_.reset();
+  impl_->forwarder_.reset();
+}
+
+void Engine::drainCompletions(asio::io_context& io) {
+  for (int i = 0; i < 1000; ++i) {
+    io.restart();
+    if (io.poll() == 0) break;
+  }
+}
+
+wg::Device& Engine::device() {
+  return impl_->device_;
+}
+const wg::Device& Engine::device() const {
+  return impl_->device_;
+}
+const wg::PublicKey& Engine::publicKey() const {
+  return impl_->device_.publicKey();
+}
+std::string Engine::publicKeyBase64() const {
+  return wg::toBase64(impl_->device_.publicKey());
+}
+uint16_t Engine::udpPort() const {
+  return impl_->udp_ ? impl_->udp_->port() : 0;
+}
+const std::vector<std::string>& Engine::addresses() const {
+  return impl_->addresses_;
+}
+const std::vector<std::string>& Engine::cidrs() const {
+  return impl_->cidrs_;
+}
+const EngineOptions& Engine::options() const {
+  return impl_->options_;
+}
+
+Status Engine::listen(uint16_t port, Accept on_accept) {
+  if (!impl_->stack_) return makeError("no userspace network stack");
+  return impl_->stack_->listen(port, std::move(on_accept));
+}
+
+void Engine::dial(const std::string& address, uint16_t port, Dialed done) {
+  if (!impl_->stack_) return done(makeError("no userspace network stack"));
+  impl_->stack_->dial(address, port, std::move(done));
+}
+
+void Engine::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
+  if (!impl_->forwarder_) {
+    stream->abort();
+    return;
+  }
+  impl_->forwarder_->forward(std::move(stream), port);
+}
+
+void Engine::setRelayStream(std::shared_ptr<control::RelayStream> stream) {
+  impl_->relay_.setStream(std::move(stream));
+}
+const std::shared_ptr<control::RelayStream>& Engine::relayStream() const {
+  return impl_->relay_.stream();
+}
+bool Engine::relayReady() const {
+  return impl_->relay_.ready();
+}
+void Engine::deliverRelayed(control::RelayStream::Packets packets) {
+  impl_->relay_.deliver(impl_->device_, std::move(packets));
+}
+wg::Endpoint Engine::relayEndpointFor(const wg::PublicKey& key) {
+  return impl_->relay_.endpointFor(key);
+}
+
+const wg::UdpBind* Engine::udp() const {
+  return impl_->udp_.get();
+}
+const wg::Tun* Engine::tun() const {
+  return impl_->tun_.get();
+}
+const netstack::Netstack* Engine::stack() const {
+  return impl_->stack_.get();
+}
+const netstack::LocalForwarder* Engine::forwarder() const {
+  return impl_->forwarder_.get();
+}
+
+std::vector<prometheus::MetricFamily> Engine::collectWgMetrics() const {
+  const Impl* impl = impl_.get();
+  wg::MetricsSources src{&impl->device_, [impl] { return impl->udp_.get(); },
+                         [impl] { return impl->tun_.get(); }};
+  return wg::collectMetrics(src, impl->options_.name);
+}
+
+std::vector<prometheus::MetricFamily> Engine::collectMetrics() const {
+  auto out = collectWgMetrics();
+  auto add = [&out](const std::string& name, const std::string& help, prometheus::MetricType t,
+                    double v) {
+    prometheus::ClientMetric m;
+    if (t == prometheus::MetricType::Counter) {
+      m.counter.value = v;
+    } else {
+      m.gauge.value = v;
+    }
+    out.push_back(prometheus::MetricFamily{name, help, t, {m}});
+  };
+  using T = prometheus::MetricType;
+  if (const auto* stack = impl_->stack_.get()) {
+    const auto& ns = stack->stats();
+    add("wsa_overlay_tcp_accepted_total", "Overlay TCP connections accepted", T::Counter,
+        static_cast<double>(ns.tcp_accepted));
+    add("wsa_overlay_tcp_refused_total", "Overlay TCP connections refused at the connection limit",
+        T::Counter, static_cast<double>(ns.tcp_refused));
+    add("wsa_overlay_tcp_connections", "Overlay TCP connections open", T::Gauge,
+        static_cast<double>(ns.connections));
+    add("wsa_overlay_tcp_buffered_bytes", "Received overlay TCP data not yet read", T::Gauge,
+        static_cast<double>(ns.buffered_rx_bytes));
+    add("wsa_overlay_packets_invalid_total", "Packets the network stack could not take", T::Counter,
+        static_cast<double>(ns.rx_invalid));
+  }
+  if (const auto* fwd = impl_->forwarder_.get()) {
+    const auto& fs = fwd->stats();
+    add("wsa_overlay_forwarded_connections_total", "Connections forwarded to the loopback",
+        T::Counter, static_cast<double>(fs.connections));
+    add("wsa_overlay_forward_refused_total", "Forwards refused: nothing listens on the loopback",
+        T::Counter, static_cast<double>(fs.refused));
+    add("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit", T::Counter,
+        static_cast<double>(fs.rejected));
+  }
+  const RelayPath& relay = impl_->relay_;
+  auto rs = relay.stats();
+  add("wsa_overlay_relay_connected", "1 while the relay stream to the control server is up",
+      T::Gauge, relay.ready() ? 1 : 0);
+  add("wsa_overlay_relay_streams_total", "Relay streams opened", T::Counter,
+      static_cast<double>(relay.streams()));
+  add("wsa_overlay_relay_packets_sent_total", "Datagrams sent through the relay", T::Counter,
+      static_cast<double>(rs.packets_sent));
+  add("wsa_overlay_relay_packets_received_total", "Datagrams received through the relay",
+      T::Counter, static_cast<double>(rs.packets_received));
+  add("wsa_overlay_relay_queued_packets", "Datagrams waiting for the relay stream", T::Gauge,
+      static_cast<double>(rs.queued));
+  add("wsa_overlay_relay_peers", "Peers with a relay stand-in endpoint", T::Gauge,
+      static_cast<double>(relay.endpoints().size()));
+  add("wsa_overlay_relay_peers_reassigned_total",
+      "Relay stand-in endpoints given to a new peer at the bound", T::Counter,
+      static_cast<double>(relay.endpoints().reassigned()));
+  {
+    prometheus::MetricFamily f{"wsa_overlay_relay_dropped_total",
+                               "Datagrams for the relay dropped, by reason",
+                               T::Counter,
+                               {}};
+    auto reason = [&f](const char* r, uint64_t v) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"reason", r});
+      m.counter.value = static_cast<double>(v);
+      f.metric.push_back(m);
+    };
+    reason("queue_full", rs.dropped_queue_full);
+    reason("not_ready", rs.dropped_not_ready);
+    reason("no_stream", relay.unroutable());
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace wsa::overlay
