@@ -85,11 +85,4 @@ void collectMetrics(const MetricsSources& src, const std::string& interface,
   }
 }
 
-std::vector<prometheus::MetricFamily> collectMetrics(const MetricsSources& sources,
-                                                     const std::string& interface) {
-  metrics::Families out;
-  collectMetrics(sources, interface, out);
-  return out.take();
-}
-
 }  // namespace wsa::wg

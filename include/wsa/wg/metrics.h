@@ -5,11 +5,8 @@
 // key (base64, public information) and are bounded by the device's peer limit; a removed peer's
 // series disappear with it.
 
-#include <prometheus/metric_family.h>
-
 #include <functional>
 #include <string>
-#include <vector>
 
 namespace wsa::metrics {
 class Families;
@@ -31,8 +28,5 @@ struct MetricsSources {
 // interface="<name>" first.
 void collectMetrics(const MetricsSources& sources, const std::string& interface,
                     metrics::Families& out);
-// The same families on their own (for a caller that is not yet a collector).
-std::vector<prometheus::MetricFamily> collectMetrics(const MetricsSources& sources,
-                                                     const std::string& interface);
 
 }  // namespace wsa::wg
