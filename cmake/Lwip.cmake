@@ -52,3 +52,5 @@ target_include_directories(wsa_lwip SYSTEM PUBLIC
 target_compile_options(wsa_lwip PRIVATE -w)
 target_link_libraries(wsa_lwip PUBLIC wsa_sanitizers)
 set_target_properties(wsa_lwip PROPERTIES POSITION_INDEPENDENT_CODE ON)
+wsa_record_target(wsa_lwip KIND third_party
+                  INCLUDE_DIRS "${PROJECT_SOURCE_DIR}/src/netstack/port" "${_lwip_src}/include")

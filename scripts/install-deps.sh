@@ -16,13 +16,17 @@ TEST_PKGS=(
   openssh-client openssh-sftp-server openssl curl tmux xauth
   wireguard-tools wireguard-go iproute2 iputils-ping netcat-openbsd socat
   prometheus sqlite3 procps psmisc vim
+  python3
 )
+# Checks scripts/test.sh runs: scripts/lint.sh (clang-format 14, clang-tidy 14) and the layering
+# check (python3, above).
+LINT_PKGS=(clang-format clang-tidy)
 
 # Peers the benchmarks compare against (not needed for tests; sshd would start as a service
 # where systemd runs, so it is only installed on request).
 BENCH_PKGS=(openssh-server python3 iperf3)
 
-want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
+want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${LINT_PKGS[@]}")
 [ "${1:-}" = "--bench" ] && want+=("${BENCH_PKGS[@]}")
 missing=()
 for p in "${want[@]}"; do

@@ -116,7 +116,7 @@ class Peer {
 class Device::Impl {
  public:
   Impl(Clock& clock, DeviceOptions options, Io io)
-      : clock_(clock), opts_(std::move(options)), io_(std::move(io)) {
+      : clock_(clock), opts_(options), io_(std::move(io)) {
     randomBytes(cookie_secret_.data(), cookie_secret_.size());
     cookie_secret_time_ = clock_.now();
   }
@@ -807,7 +807,7 @@ Peer::~Peer() {
 }
 
 Device::Device(Clock& clock, DeviceOptions options, Io io)
-    : impl_(std::make_unique<Impl>(clock, std::move(options), std::move(io))) {}
+    : impl_(std::make_unique<Impl>(clock, options, std::move(io))) {}
 
 Device::~Device() = default;
 

@@ -395,8 +395,11 @@ TEST_F(SshTest, SessionsAreCountedInStatsAndMetrics) {
 
 TEST_F(SshTest, GracefulShutdownEndsSessionsWithinItsBound) {
   start();
+  // A command line no other process on the machine has (other test runs may hold a
+  // `sleep 300` of their own), so the check below sees only this session's process.
+  const std::string sleeper = "sleep 300." + std::to_string(::getpid());
   Process::Options o;
-  o.argv = client_.sshArgv({"-tt", "--", "sleep 300"});
+  o.argv = client_.sshArgv({"-tt", "--", sleeper});
   auto held = Process::start(o);
   ASSERT_TRUE(waitUntil(
       [&] {
@@ -415,7 +418,7 @@ TEST_F(SshTest, GracefulShutdownEndsSessionsWithinItsBound) {
   RunResult r;
   EXPECT_TRUE(waitUntil(
       [&] {
-        r = run({"pgrep", "-f", "^sleep 300$"}, seconds(5));
+        r = run({"pgrep", "-xf", sleeper}, seconds(5));
         return r.code != 0;
       },
       seconds(5), milliseconds(50)))

@@ -68,18 +68,20 @@ TEST_F(ForwardTest, SpliceCarriesBothWaysAndPassesHalfCloses) {
   Drain at_b, at_a;
   drain(*b_peer, at_b);
   drain(*a_peer, at_a);
-  asio::async_write(*a_peer, asio::buffer(up), [&](std::error_code ec, size_t) {
+  // (Structured bindings are captured by an init-capture: clang 14, which clang-tidy uses,
+  // cannot capture them.)
+  asio::async_write(*a_peer, asio::buffer(up), [&, &peer = *a_peer](std::error_code ec, size_t) {
     ASSERT_FALSE(ec);
-    a_peer->shutdown(asio::socket_base::shutdown_send);  // EOF one way only
+    peer.shutdown(asio::socket_base::shutdown_send);  // EOF one way only
   });
   ASSERT_TRUE(runUntil([&] { return at_b.done; }));
   EXPECT_EQ(at_b.ec, asio::error::eof) << "the EOF is passed on as a half-close";
   EXPECT_EQ(at_b.data.size(), up.size());
   EXPECT_FALSE(result) << "the other direction is still open";
   // The other direction still works after the half-close.
-  asio::async_write(*b_peer, asio::buffer(down), [&](std::error_code ec, size_t) {
+  asio::async_write(*b_peer, asio::buffer(down), [&, &peer = *b_peer](std::error_code ec, size_t) {
     ASSERT_FALSE(ec);
-    b_peer->shutdown(asio::socket_base::shutdown_send);
+    peer.shutdown(asio::socket_base::shutdown_send);
   });
   ASSERT_TRUE(runUntil([&] { return result.has_value() && at_a.done; }));
   EXPECT_EQ(at_a.data, down);

@@ -1,0 +1,23 @@
+#pragma once
+// The subcommands, each a function over a session to the agent. They return how `wsa` exits.
+
+#include "client/exit.h"
+#include "client/options.h"
+
+namespace wsa::client {
+
+class Session;
+
+// `wsa proxy AGENT PORT`: stdin/stdout joined to the agent's overlay `port` (an ssh
+// ProxyCommand), until either side ends.
+Exit runProxy(Session& session, uint16_t port);
+
+// `wsa forward AGENT SPEC`: a local listener whose connections each go to the agent's overlay
+// port, until SIGINT or SIGTERM.
+Exit runForward(Session& session, const ForwardSpec& spec);
+
+// `wsa speedtest AGENT`: throughput to the agent's speed test (overlay port 3), printed as a
+// table or JSON.
+Exit runSpeedtest(Session& session, const SpeedtestOptions& options);
+
+}  // namespace wsa::client
