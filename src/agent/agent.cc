@@ -80,7 +80,7 @@ class Agent::Session {
     };
     hooks.on_exit = [this](const std::string& name, const Status& st, bool requested) {
       if (!st.ok() && !requested) {
-        a_.metrics_.routine_errors.Add({{"routine", name}}).Increment();
+        ++a_.metrics_.routine_errors[name];
         a_.log_->warn("routine {} failed: {}", name, st.error());
       } else {
         a_.log_->debug("routine {} exited{}", name, requested ? " (stopped)" : "");
@@ -377,28 +377,29 @@ Agent::Agent(asio::io_context& io, Clock& clock, AgentOptions options,
     priority_ = exec::computeChildPriority(options_.child_oom_score, options_.child_nice);
   }
   updateCommandContext();
-  metrics_.info.Add({{"version", options_.version}}).Set(1);
-  metrics_.addCollectHook([this] {
-    auto s = logs_.stats();
-    metrics_.logs_queued_bytes.Set(static_cast<double>(s.queued_bytes));
-    metrics_.logs_queued_lines.Set(static_cast<double>(s.queued_lines));
-    auto sent = static_cast<double>(s.sent_lines) - metrics_.logs_sent.Value();
-    if (sent > 0) metrics_.logs_sent.Increment(sent);
-    auto sync = [&](const char* reason, uint64_t v) {
-      auto& c = metrics_.logs_dropped.Add({{"reason", reason}});
-      if (static_cast<double>(v) > c.Value()) c.Increment(static_cast<double>(v) - c.Value());
-    };
-    sync("queue_full", s.dropped_queue_full);
-    sync("line_too_long", s.dropped_line_too_long);
-    sync("limit_exceeded", s.dropped_limit_exceeded);
-    auto syncq = [&](const char* q, uint64_t v) {
-      auto& c = metrics_.reports_dropped.Add({{"queue", q}});
-      if (static_cast<double>(v) > c.Value()) c.Increment(static_cast<double>(v) - c.Value());
-    };
-    syncq("script_timings", timings_.dropped());
-    syncq("connections", connections_.dropped());
-    metrics_.lifecycle_state.Set(static_cast<double>(lifecycle_.current()));
-  });
+  metrics_.addCollector([this](metrics::Families& out) { collectMetrics(out); });
+}
+
+void Agent::collectMetrics(metrics::Families& out) const {
+  auto s = logs_.stats();
+  out.gauge("wsa_agent_logs_queued_bytes", "Script output waiting to be sent (bounded)",
+            s.queued_bytes);
+  out.gauge("wsa_agent_logs_queued_lines", "Script log lines waiting to be sent", s.queued_lines);
+  out.counter("wsa_agent_logs_sent_total", "Script log lines acknowledged by the control server",
+              s.sent_lines);
+  out.counters("wsa_agent_logs_dropped_total",
+               "Script log lines not sent, by reason (still in local log files)")
+      .add(s.dropped_limit_exceeded, {{"reason", "limit_exceeded"}})
+      .add(s.dropped_line_too_long, {{"reason", "line_too_long"}})
+      .add(s.dropped_queue_full, {{"reason", "queue_full"}});
+  out.counters("wsa_agent_reports_dropped_total",
+               "Reports dropped because their queue was full, by queue")
+      .add(connections_.dropped(), {{"queue", "connections"}})
+      .add(timings_.dropped(), {{"queue", "script_timings"}});
+  out.gauge("wsa_agent_lifecycle_state", "Current lifecycle state (1 created .. 9 off)",
+            static_cast<int>(lifecycle_.current()));
+  out.gauge("wsa_agent_info", "Always 1; labels describe the agent", 1,
+            {{"version", options_.version}});
 }
 
 Agent::~Agent() {
@@ -448,7 +449,7 @@ void Agent::connectLoop() {
 
 void Agent::startSession() {
   if (hard_stopped_) return;
-  metrics_.connect_attempts.Increment();
+  ++metrics_.connect_attempts;
   log_->info("connecting to the control server");
   session_started_ = clock_.now();
   session_ = std::make_unique<Session>(*this, api_factory_->connect());
@@ -457,10 +458,10 @@ void Agent::startSession() {
 
 void Agent::sessionDone(Status st) {
   session_.reset();
-  metrics_.connected.Set(0);
+  metrics_.connected = false;
   if (hard_stopped_) return;
   if (!st.ok()) {
-    metrics_.connect_failures.Increment();
+    ++metrics_.connect_failures;
     log_->warn("connection to the control server failed: {}", st.error());
   } else {
     log_->info("disconnected from the control server");
@@ -474,7 +475,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
   manifest_ = std::make_shared<const v1::Manifest>(std::move(m));
   expanded_dir_ = std::move(expanded_dir);
   updateCommandContext();
-  metrics_.connected.Set(1);
+  metrics_.connected = true;
   backoff_.reset();
   log_->info(
       "manifest for agent {} (workspace {}): {} script(s), {} metadata, {} app(s), "
@@ -512,8 +513,7 @@ void Agent::onManifest(v1::Manifest m, std::string expanded_dir) {
 void Agent::runStartScripts() {
   scripts_->runStage(v1::Timing::STAGE_START, [this](ScriptRunner::StageResult r) {
     double secs = std::chrono::duration<double>(r.elapsed).count();
-    metrics_.startup_script_seconds.Add({{"success", (r.failed || r.timed_out) ? "false" : "true"}})
-        .Set(secs);
+    metrics_.startup_script_seconds[(r.failed || r.timed_out) ? "false" : "true"] = secs;
     if (shutting_down_) return;
     if (r.timed_out) {
       lifecycle_.set(v1::LIFECYCLE_STATE_START_TIMEOUT);
@@ -669,7 +669,7 @@ std::string Agent::debugState() const {
   j["lifecycle"] = states;
   j["lifecycle_reported"] = Lifecycle::name(lifecycle_.lastReported());
   j["shutting_down"] = shutting_down_;
-  j["connected"] = metrics_.connected.Value() > 0;
+  j["connected"] = metrics_.connected;
   j["reconnect_attempts"] = backoff_.attempts();
   j["routines"] = session_ ? json(session_->running()) : json::array();
   auto ls = logs_.stats();

@@ -128,6 +128,8 @@ class Agent final : public ServiceHost {
   void writeSecretFiles(const v1::Manifest& m);
   void updateCommandContext();
   void contextChanged();
+  // The agent's collector: log queue, report queues, lifecycle, info.
+  void collectMetrics(metrics::Families& out) const;
 
   asio::io_context& io_;
   Clock& clock_;

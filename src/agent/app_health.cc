@@ -43,7 +43,7 @@ void AppHealth::record(const std::string& id, bool ok, const std::string& detail
   auto it = apps_.find(id);
   if (it == apps_.end()) return;
   auto& s = it->second;
-  metrics_.app_health_checks.Add({{"result", ok ? "healthy" : "failed"}}).Increment();
+  ++metrics_.app_health_checks[ok ? "healthy" : "failed"];
   v1::AppHealth before = s.health;
   if (ok) {
     s.failures = 0;

@@ -327,12 +327,11 @@ int main(int argc, char** argv) {
   agent::Agent a(io, *clock, opts, std::move(*factory), metrics, probe);
 
   Worker worker("agent-worker", 64);
-  metrics.addCollectHook([&metrics, &worker] {
-    metrics.worker_queue_depth.Set(static_cast<double>(worker.depth()));
-    double refused = static_cast<double>(worker.refused());
-    if (refused > metrics.worker_refused.Value()) {
-      metrics.worker_refused.Increment(refused - metrics.worker_refused.Value());
-    }
+  metrics.addCollector([&worker](wsa::metrics::Families& out) {
+    out.counter("wsa_agent_worker_refused_total",
+                "Blocking jobs refused because the worker's queue was full", worker.refused());
+    out.gauge("wsa_agent_worker_queue_depth", "Blocking jobs waiting for the agent's worker thread",
+              worker.depth());
   });
   agent::ServicesConfig scfg;
   auto& sopts = scfg.ssh;

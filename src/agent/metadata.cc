@@ -95,7 +95,7 @@ class MetadataCollector::Collection : public std::enable_shared_from_this<Collec
   }
   void finish(v1::MetadataResult r, const std::string& result) {
     done_ = true;
-    c_.metrics_.metadata_collections.Add({{"result", result}}).Increment();
+    ++c_.metrics_.metadata_collections[result];
     c_.latest_[d_.key()] = r;
     c_.unreported_[d_.key()] = std::move(r);
     auto self = shared_from_this();

@@ -133,8 +133,8 @@ void Overlay::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
   engine_->forwardToLoopback(std::move(stream), port);
 }
 
-std::vector<prometheus::MetricFamily> Overlay::collectMetrics() const {
-  return engine_->collectMetrics();
+void Overlay::collectMetrics(metrics::Families& out) const {
+  engine_->collectMetrics(out);
 }
 
 std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {

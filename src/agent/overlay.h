@@ -9,8 +9,6 @@
 // makeCoordinator) and from WireGuard's configuration protocol on `config_socket` (the `wg`
 // tool works on it: `wg show`, `wg set`), for static setups and tests.
 
-#include <prometheus/metric_family.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +23,9 @@ namespace wsa::overlay {
 class Engine;
 class Coordinator;
 }  // namespace wsa::overlay
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::agent {
 class AgentApi;
@@ -65,8 +66,8 @@ class Overlay {
   ~Overlay();
 
   overlay::Engine& engine() { return *engine_; }
-  // Prometheus families (wsa_wg_*, wsa_overlay_*) for the agent's /metrics.
-  std::vector<prometheus::MetricFamily> collectMetrics() const;
+  // The overlay's collector (the engine's: wsa_wg_*, wsa_overlay_*) for the agent's /metrics.
+  void collectMetrics(metrics::Families& out) const;
   // Forwards a connection to the workspace's loopback (ports without an agent service).
   void forwardToLoopback(net::ByteStreamPtr stream, uint16_t port);
   // For one control connection: publishes our node (id, key, addresses, endpoints) through

@@ -192,11 +192,9 @@ class ScriptRunner::Run : public std::enable_shared_from_this<ScriptRunner::Run>
     t->set_stage(stage_);
     t->set_status(status);
     r_.timings_.push(std::move(req));
-    r_.metrics_.scripts_executed
-        .Add({{"stage", stageName(stage_)}, {"success", ok ? "true" : "false"}})
-        .Increment();
-    r_.metrics_.script_seconds.Add({{"stage", stageName(stage_)}}, AgentMetrics::durationBuckets())
-        .Observe(std::chrono::duration<double>(elapsed).count());
+    ++r_.metrics_.scripts_executed[{stageName(stage_), ok ? "true" : "false"}];
+    r_.metrics_.observeScriptSeconds(stageName(stage_),
+                                     std::chrono::duration<double>(elapsed).count());
     r_.logs_.flush(s_.log_source_id());
     if (fd_ >= 0) {
       ::close(fd_);

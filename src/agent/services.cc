@@ -42,11 +42,6 @@ Status checkLocalOnly(const std::string& flag, const std::string& address, bool 
       "overrides this)");
 }
 
-// Counters that mirror a monotonically growing value.
-void syncCounter(prometheus::Counter& c, uint64_t v) {
-  if (static_cast<double>(v) > c.Value()) c.Increment(static_cast<double>(v) - c.Value());
-}
-
 }  // namespace
 
 Services::Services(asio::io_context& io, Clock& clock, ServiceHost& host, AgentMetrics& metrics,
@@ -83,18 +78,16 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
     return self->ptyCommand(command, size);
   };
   rhooks.report = [&host](v1::ReportConnectionRequest r) { host.reportConnection(std::move(r)); };
-  rhooks.error = [&metrics](const std::string& what) {
-    metrics.rpty_errors.Add({{"reason", what}}).Increment();
-  };
-  rhooks.connection_opened = [&metrics] { metrics.rpty_connections_total.Increment(); };
+  rhooks.error = [&metrics](const std::string& what) { ++metrics.rpty_errors[what]; };
+  rhooks.connection_opened = [&metrics] { ++metrics.rpty_connections; };
   s->rpty_ = std::make_unique<rpty::Server>(io, clock, s->config_.rpty, std::move(rhooks));
 
   // Speed test.
   speedtest::ServerHooks thooks;
   thooks.done = [&metrics](speedtest::Direction d, bool ok, uint64_t bytes) {
     std::string dir = speedtest::directionName(d);
-    metrics.speedtests.Add({{"direction", dir}, {"result", ok ? "ok" : "error"}}).Increment();
-    metrics.speedtest_bytes.Add({{"direction", dir}}).Increment(static_cast<double>(bytes));
+    ++metrics.speedtests[{dir, ok ? "ok" : "error"}];
+    metrics.speedtest_bytes[dir] += bytes;
   };
   s->speedtest_ = std::make_unique<speedtest::Server>(io, clock, s->config_.speedtest, thooks);
 
@@ -108,27 +101,13 @@ Result<std::unique_ptr<Services>> Services::create(asio::io_context& io, Clock& 
   hopts.on_response = [router, &metrics](const http::Request& req, int status,
                                          std::chrono::nanoseconds) {
     std::string route = router.matchPattern(req);
-    metrics.api_requests
-        .Add({{"route", route.empty() ? "unknown" : route}, {"code", std::to_string(status)}})
-        .Increment();
+    ++metrics.api_requests[{route.empty() ? "unknown" : route, std::to_string(status)}];
   };
   s->api_ = std::make_unique<http::Server>(io, router, hopts);
 
   // Context for sessions, and metrics.
   s->publishContext();
-  metrics.addCollectHook([self] {
-    auto& m = self->metrics_;
-    auto& c = self->ssh_->counters();
-    m.ssh_sessions.Add({{"type", "ssh"}}).Set(static_cast<double>(c.sessions_ssh));
-    m.ssh_sessions.Add({{"type", "vscode"}}).Set(static_cast<double>(c.sessions_vscode));
-    m.ssh_sessions.Add({{"type", "jetbrains"}}).Set(static_cast<double>(c.sessions_jetbrains));
-    m.ssh_connections.Set(static_cast<double>(c.connections));
-    syncCounter(m.ssh_sessions_total, c.sessions_total);
-    syncCounter(m.ssh_failed_connections, c.failed_connections);
-    syncCounter(m.ssh_sftp_sessions, c.sftp_sessions);
-    m.rpty_sessions.Set(static_cast<double>(self->rpty_->sessions()));
-    m.rpty_attached.Set(static_cast<double>(self->rpty_->attached()));
-  });
+  metrics.addCollector([self](metrics::Families& out) { self->collectMetrics(out); });
   return s;
 }
 
@@ -151,6 +130,24 @@ void Services::fillStats(v1::Stats* st) {
   int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
   if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
   if (rpty_attached > 0) (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
+}
+
+void Services::collectMetrics(metrics::Families& out) const {
+  auto& c = ssh_->counters();
+  out.counter("wsa_agent_ssh_sessions_total", "SSH sessions started", c.sessions_total.load());
+  out.counter("wsa_agent_ssh_failed_connections_total",
+              "SSH connections that failed before a session (key exchange)",
+              c.failed_connections.load());
+  out.counter("wsa_agent_ssh_sftp_sessions_total", "SFTP sessions started", c.sftp_sessions.load());
+  out.gauges("wsa_agent_ssh_sessions", "SSH sessions open now, by type (ssh, vscode, jetbrains)")
+      .add(c.sessions_jetbrains.load(), {{"type", "jetbrains"}})
+      .add(c.sessions_ssh.load(), {{"type", "ssh"}})
+      .add(c.sessions_vscode.load(), {{"type", "vscode"}});
+  out.gauge("wsa_agent_ssh_connections", "SSH connections open now", c.connections.load());
+  out.gauge("wsa_agent_reconnecting_pty_sessions", "Reconnecting PTY sessions alive now",
+            rpty_->sessions());
+  out.gauge("wsa_agent_reconnecting_pty_connections",
+            "Connections attached to reconnecting PTY sessions now", rpty_->attached());
 }
 
 void Services::publishContext() {
@@ -179,9 +176,8 @@ void Services::maybeStartOverlay() {
   }
   overlay_ = std::move(*o);
   std::weak_ptr<Overlay> weak = overlay_;
-  metrics_.addCollector([weak] {
-    auto live = weak.lock();
-    return live ? live->collectMetrics() : std::vector<prometheus::MetricFamily>{};
+  metrics_.addCollector([weak](metrics::Families& out) {
+    if (auto live = weak.lock()) live->collectMetrics(out);
   });
 }
 

@@ -29,6 +29,9 @@ class io_context;
 namespace wsa::http {
 class Server;
 }
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::agent {
 
@@ -82,6 +85,8 @@ class Services final : public AgentExtension {
  private:
   Services(asio::io_context& io, Clock& clock, ServiceHost& host, AgentMetrics& metrics,
            Worker& worker, ServicesConfig config);
+  // The services' collector: SSH and reconnecting PTY sessions and connections.
+  void collectMetrics(metrics::Families& out) const;
   // Gives the SSH server the new session context; starts the overlay once the manifest assigns
   // addresses.
   void publishContext();
@@ -100,7 +105,7 @@ class Services final : public AgentExtension {
   std::unique_ptr<speedtest::Server> speedtest_;
   std::shared_ptr<std::set<uint16_t>> hidden_ports_;
   std::unique_ptr<http::Server> api_;
-  std::shared_ptr<Overlay> overlay_;  // shared: the metrics collector holds a weak_ptr
+  std::shared_ptr<Overlay> overlay_;  // shared: the overlay's collector holds a weak_ptr
   bool overlay_failed_ = false;
   bool accepting_ = true;
 };

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wsa/agent/v1/events.pb.h"
+#include "wsa/common/metrics.h"
 #include "wsa/common/secret.h"
 #include "wsa/common/strings.h"
 
@@ -65,8 +66,7 @@ http::Router makeAdminRouter(ServiceContext& ctx) {
   http::Router r;
   r.addSync("GET", "/healthz", [](Request&) { return jsonResponse(200, {{"status", "ok"}}); });
   r.addSync("GET", "/metrics", [&ctx](Request&) {
-    ctx.metrics->syncHub(ctx.hub->counters());
-    auto resp = Response::text(200, ctx.metrics->serialize());
+    auto resp = Response::text(200, ctx.collectors->text());
     resp.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     return resp;
   });

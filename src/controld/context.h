@@ -17,6 +17,9 @@
 namespace grpc {
 class Service;
 }
+namespace wsa::metrics {
+class Collectors;
+}
 
 namespace wsa::controld {
 
@@ -25,6 +28,7 @@ struct ServiceContext {
   Store* store = nullptr;
   Hub* hub = nullptr;
   Metrics* metrics = nullptr;
+  const metrics::Collectors* collectors = nullptr;  // what /metrics serves
   std::shared_ptr<spdlog::logger> log;
   std::string version;
   // SHA-256 (hex) of each token → who it authenticates. The tokens themselves are not kept

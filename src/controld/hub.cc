@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "wsa/common/metrics.h"
 #include "wsa/common/uuid.h"
 
 namespace wsa::controld {
@@ -451,6 +452,16 @@ void Hub::relay(RelaySink* from, const std::string& dest_key, const std::string&
 HubCounters Hub::counters() const {
   std::lock_guard lock(mu_);
   return counters_;
+}
+
+void Hub::collectMetrics(metrics::Families& out) const {
+  std::lock_guard lock(mu_);
+  out.counters("wsa_controld_relay_packets_total", "Relay packets by outcome")
+      .add(counters_.relay_forwarded, {{"result", "forwarded"}})
+      .add(counters_.relay_no_route, {{"result", "no_route"}})
+      .add(counters_.relay_denied, {{"result", "denied"}})
+      .add(counters_.relay_queue_full, {{"result", "queue_full"}});
+  out.gauge("wsa_controld_connected_agents", "Agents with an open event stream", events_.size());
 }
 
 void Hub::shutdown(const std::string& reason) {

@@ -18,6 +18,10 @@
 #include "wsa/overlay/v1/coordinate.pb.h"
 #include "wsa/overlay/v1/relay.pb.h"
 
+namespace wsa::metrics {
+class Families;
+}
+
 namespace wsa::controld {
 
 struct Principal {
@@ -116,6 +120,8 @@ class Hub {
   void removeRelay(RelaySink* sink);
   void relay(RelaySink* from, const std::string& dest_key, const std::string& payload);
   HubCounters counters() const;
+  // The hub's collector: relay packets by outcome and the agents with an open event stream.
+  void collectMetrics(metrics::Families& out) const;
 
   // Ends every stream and refuses new ones.
   void shutdown(const std::string& reason);

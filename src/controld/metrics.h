@@ -1,53 +1,45 @@
 #pragma once
-// controld's Prometheus metrics (served on the HTTP listener at /metrics).
+// controld's own counts (gRPC calls, authentication, logs, stream queues) and their collector;
+// /metrics serves it with the hub's (Hub::collectMetrics: relay packets, connected agents).
+// Counted from gRPC threads: atomics, and a mutex for the labelled counts.
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
-#include <memory>
+#include <atomic>
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 
-#include "controld/hub.h"
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::controld {
 
 class Metrics {
  public:
-  Metrics();
-  prometheus::Registry& registry() { return *registry_; }
-
   void rpc(const std::string& method, int code);
-  void authFailure() { auth_failures_.Increment(); }
-  void setConnectedAgents(double n) { connected_agents_.Set(n); }
+  void authFailure() { ++auth_failures_; }
   void logsStored(uint64_t lines, uint64_t bytes) {
-    log_lines_.Increment(static_cast<double>(lines));
-    log_bytes_.Increment(static_cast<double>(bytes));
+    log_lines_ += lines;
+    log_bytes_ += bytes;
   }
-  void logBatchOverBudget() { log_over_budget_.Increment(); }
-  void logDuplicates(uint64_t n) { log_duplicates_.Increment(static_cast<double>(n)); }
-  void streamQueueFull(const std::string& stream) {
-    queue_full_.Add({{"stream", stream}}).Increment();
-  }
-  // Copies the hub's relay counters (monotonic) into the exported counters.
-  void syncHub(const HubCounters& c);
-  std::string serialize();
+  void logBatchOverBudget() { ++log_over_budget_; }
+  void logDuplicates(uint64_t n) { log_duplicates_ += n; }
+  void streamQueueFull(const std::string& stream);
+
+  // The collector (any thread).
+  void collect(metrics::Families& out) const;
 
  private:
-  std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>& rpcs_;
-  prometheus::Counter& auth_failures_;
-  prometheus::Gauge& connected_agents_;
-  prometheus::Counter& log_lines_;
-  prometheus::Counter& log_bytes_;
-  prometheus::Counter& log_over_budget_;
-  prometheus::Counter& log_duplicates_;
-  prometheus::Family<prometheus::Counter>& queue_full_;
-  prometheus::Family<prometheus::Counter>& relay_;
-  std::mutex mu_;
-  HubCounters synced_;
+  std::atomic<uint64_t> auth_failures_{0};
+  std::atomic<uint64_t> log_lines_{0};
+  std::atomic<uint64_t> log_bytes_{0};
+  std::atomic<uint64_t> log_over_budget_{0};
+  std::atomic<uint64_t> log_duplicates_{0};
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> rpcs_;  // (method, code)
+  std::map<std::string, uint64_t> queue_full_;            // by stream
 };
 
 }  // namespace wsa::controld

@@ -15,6 +15,7 @@
 #include "controld/context.h"
 #include "wsa/common/fs.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/metrics.h"
 #include "wsa/common/secret.h"
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
@@ -38,6 +39,7 @@ class Controld::Impl {
   std::unique_ptr<Store> store;
   std::unique_ptr<Hub> hub;
   Metrics metrics;
+  metrics::Collectors collectors;  // /metrics: controld's own counts and the hub's
   ServiceContext ctx;
   std::unique_ptr<grpc::Service> agent_service;
   std::unique_ptr<grpc::Service> overlay_service;
@@ -102,16 +104,16 @@ Status Controld::Impl::start() {
     } catch (const std::exception& e) {
       log->error("recording agent connection state: {}", e.what());
     }
-    static std::atomic<int> count{0};
-    count += connected ? 1 : -1;
-    metrics.setConnectedAgents(count.load());
   };
   hub = std::make_unique<Hub>(std::move(identities), std::move(cb));
+  collectors.add([this](metrics::Families& out) { metrics.collect(out); });
+  collectors.add([this](metrics::Families& out) { hub->collectMetrics(out); });
 
   ctx.config = &config;
   ctx.store = store.get();
   ctx.hub = hub.get();
   ctx.metrics = &metrics;
+  ctx.collectors = &collectors;
   ctx.log = log;
   ctx.version = WSA_VERSION;
   agent_service = makeAgentService(ctx);

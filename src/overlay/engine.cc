@@ -4,6 +4,7 @@
 
 #include "overlay/relay_path.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/metrics.h"
 #include "wsa/netstack/forward.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
@@ -237,82 +238,68 @@ const netstack::LocalForwarder* Engine::forwarder() const {
   return impl_->forwarder_.get();
 }
 
-std::vector<prometheus::MetricFamily> Engine::collectWgMetrics() const {
+void Engine::collectWgMetrics(metrics::Families& out) const {
   const Impl* impl = impl_.get();
   wg::MetricsSources src{&impl->device_, [impl] { return impl->udp_.get(); },
                          [impl] { return impl->tun_.get(); }};
-  return wg::collectMetrics(src, impl->options_.name);
+  wg::collectMetrics(src, impl->options_.name, out);
 }
 
-std::vector<prometheus::MetricFamily> Engine::collectMetrics() const {
-  auto out = collectWgMetrics();
-  auto add = [&out](const std::string& name, const std::string& help, prometheus::MetricType t,
-                    double v) {
-    prometheus::ClientMetric m;
-    if (t == prometheus::MetricType::Counter) {
-      m.counter.value = v;
-    } else {
-      m.gauge.value = v;
-    }
-    out.push_back(prometheus::MetricFamily{name, help, t, {m}});
-  };
-  using T = prometheus::MetricType;
+void Engine::collectMetrics(metrics::Families& out) const {
+  collectWgMetrics(out);
   if (const auto* stack = impl_->stack_.get()) {
     const auto& ns = stack->stats();
-    add("wsa_overlay_tcp_accepted_total", "Overlay TCP connections accepted", T::Counter,
-        static_cast<double>(ns.tcp_accepted));
-    add("wsa_overlay_tcp_refused_total", "Overlay TCP connections refused at the connection limit",
-        T::Counter, static_cast<double>(ns.tcp_refused));
-    add("wsa_overlay_tcp_connections", "Overlay TCP connections open", T::Gauge,
-        static_cast<double>(ns.connections));
-    add("wsa_overlay_tcp_buffered_bytes", "Received overlay TCP data not yet read", T::Gauge,
-        static_cast<double>(ns.buffered_rx_bytes));
-    add("wsa_overlay_packets_invalid_total", "Packets the network stack could not take", T::Counter,
-        static_cast<double>(ns.rx_invalid));
+    out.counter("wsa_overlay_tcp_accepted_total", "Overlay TCP connections accepted",
+                ns.tcp_accepted);
+    out.counter("wsa_overlay_tcp_refused_total",
+                "Overlay TCP connections refused at the connection limit", ns.tcp_refused);
+    out.gauge("wsa_overlay_tcp_connections", "Overlay TCP connections open", ns.connections);
+    out.gauge("wsa_overlay_tcp_buffered_bytes", "Received overlay TCP data not yet read",
+              ns.buffered_rx_bytes);
+    out.counter("wsa_overlay_packets_invalid_total", "Packets the network stack could not take",
+                ns.rx_invalid);
   }
   if (const auto* fwd = impl_->forwarder_.get()) {
     const auto& fs = fwd->stats();
-    add("wsa_overlay_forwarded_connections_total", "Connections forwarded to the loopback",
-        T::Counter, static_cast<double>(fs.connections));
-    add("wsa_overlay_forward_refused_total", "Forwards refused: nothing listens on the loopback",
-        T::Counter, static_cast<double>(fs.refused));
-    add("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit", T::Counter,
-        static_cast<double>(fs.rejected));
+    out.counter("wsa_overlay_forwarded_connections_total", "Connections forwarded to the loopback",
+                fs.connections);
+    out.counter("wsa_overlay_forward_refused_total",
+                "Forwards refused: nothing listens on the loopback", fs.refused);
+    out.counter("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit",
+                fs.rejected);
   }
   const RelayPath& relay = impl_->relay_;
   auto rs = relay.stats();
-  add("wsa_overlay_relay_connected", "1 while the relay stream to the control server is up",
-      T::Gauge, relay.ready() ? 1 : 0);
-  add("wsa_overlay_relay_streams_total", "Relay streams opened", T::Counter,
-      static_cast<double>(relay.streams()));
-  add("wsa_overlay_relay_packets_sent_total", "Datagrams sent through the relay", T::Counter,
-      static_cast<double>(rs.packets_sent));
-  add("wsa_overlay_relay_packets_received_total", "Datagrams received through the relay",
-      T::Counter, static_cast<double>(rs.packets_received));
-  add("wsa_overlay_relay_queued_packets", "Datagrams waiting for the relay stream", T::Gauge,
-      static_cast<double>(rs.queued));
-  add("wsa_overlay_relay_peers", "Peers with a relay stand-in endpoint", T::Gauge,
-      static_cast<double>(relay.endpoints().size()));
-  add("wsa_overlay_relay_peers_reassigned_total",
-      "Relay stand-in endpoints given to a new peer at the bound", T::Counter,
-      static_cast<double>(relay.endpoints().reassigned()));
-  {
-    prometheus::MetricFamily f{"wsa_overlay_relay_dropped_total",
-                               "Datagrams for the relay dropped, by reason",
-                               T::Counter,
-                               {}};
-    auto reason = [&f](const char* r, uint64_t v) {
-      prometheus::ClientMetric m;
-      m.label.push_back({"reason", r});
-      m.counter.value = static_cast<double>(v);
-      f.metric.push_back(m);
-    };
-    reason("queue_full", rs.dropped_queue_full);
-    reason("not_ready", rs.dropped_not_ready);
-    reason("no_stream", relay.unroutable());
-    out.push_back(std::move(f));
-  }
-  return out;
+  out.gauge("wsa_overlay_relay_connected", "1 while the relay stream to the control server is up",
+            relay.ready() ? 1 : 0);
+  out.counter("wsa_overlay_relay_streams_total", "Relay streams opened", relay.streams());
+  out.counter("wsa_overlay_relay_packets_sent_total", "Datagrams sent through the relay",
+              rs.packets_sent);
+  out.counter("wsa_overlay_relay_packets_received_total", "Datagrams received through the relay",
+              rs.packets_received);
+  out.gauge("wsa_overlay_relay_queued_packets", "Datagrams waiting for the relay stream",
+            rs.queued);
+  out.gauge("wsa_overlay_relay_peers", "Peers with a relay stand-in endpoint",
+            relay.endpoints().size());
+  out.counter("wsa_overlay_relay_peers_reassigned_total",
+              "Relay stand-in endpoints given to a new peer at the bound",
+              relay.endpoints().reassigned());
+  out.counters("wsa_overlay_relay_dropped_total", "Datagrams for the relay dropped, by reason")
+      .add(rs.dropped_queue_full, {{"reason", "queue_full"}})
+      .add(rs.dropped_not_ready, {{"reason", "not_ready"}})
+      .add(relay.unroutable(), {{"reason", "no_stream"}});
+}
+
+std::vector<prometheus::MetricFamily> Engine::collectWgMetrics() const {
+  metrics::Families out;
+  collectWgMetrics(out);
+  return out.take();
+}
+
+std::vector<prometheus::MetricFamily> Engine::collectMetrics() const {
+  metrics::Families out;
+  collectMetrics(out);
+  return out.take();
 }
 
 }  // namespace wsa::overlay

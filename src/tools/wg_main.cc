@@ -8,7 +8,6 @@
 // Runs in the foreground. SIGTERM/SIGINT: remove the socket and exit 0. SIGUSR1: start a new
 // handshake with every peer now (a forced rekey, for tests and operators).
 
-#include <prometheus/text_serializer.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "wsa/common/cli_parse.h"
 #include "wsa/common/clock.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/metrics.h"
 #include "wsa/common/strings.h"
 #include "wsa/http/server.h"
 #include "wsa/netstack/forward.h"
@@ -95,8 +95,9 @@ int run(const Config& cfg) {
   if (!cfg.metrics_listen.empty()) {
     http::Router router;
     router.addSync("GET", "/metrics", [&](http::Request&) {
-      auto r = http::Response::text(
-          200, prometheus::TextSerializer().Serialize(engine.collectWgMetrics()));
+      metrics::Families families;
+      engine.collectWgMetrics(families);
+      auto r = http::Response::text(200, families.text());
       r.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       return r;
     });

@@ -38,6 +38,9 @@ namespace wsa::wg {
 class UdpBind;
 class Tun;
 }  // namespace wsa::wg
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::netstack {
 class LocalForwarder;
@@ -116,10 +119,13 @@ class Engine {
   // The stand-in endpoint for a peer reached through the relay.
   wg::Endpoint relayEndpointFor(const wg::PublicKey& key);
 
-  // --- metrics, read at scrape time ---
-  // wsa_wg_*{interface=<name>}: the device, the UDP bind and the TUN.
-  std::vector<prometheus::MetricFamily> collectWgMetrics() const;
+  // --- metrics: collectors, read at scrape time ---
+  // wsa_wg_*{interface=<name>}: the device, the UDP bind and the TUN (wsa-wg's set).
+  void collectWgMetrics(metrics::Families& out) const;
   // wsa_wg_* and wsa_overlay_* (the stack, the forwarder, the relay): the agent's set.
+  void collectMetrics(metrics::Families& out) const;
+  // The same families on their own (tests).
+  std::vector<prometheus::MetricFamily> collectWgMetrics() const;
   std::vector<prometheus::MetricFamily> collectMetrics() const;
   // For final reports: null where the engine has no such part.
   const wg::UdpBind* udp() const;

@@ -32,11 +32,6 @@
 namespace asio {
 class io_context;
 }
-namespace prometheus {
-class Counter;
-template <typename T>
-class Family;
-}  // namespace prometheus
 
 namespace wsa::rpty {
 

@@ -1,15 +1,16 @@
 #pragma once
 // Prometheus metrics of a WireGuard device, read from the engine's counters at scrape time
-// (nothing is counted twice and the data path does no extra work). Collect() must run on the
+// (nothing is counted twice and the data path does no extra work). collectMetrics must run on the
 // device's loop, like every other call into the device. Per-peer series carry the peer's public
 // key (base64, public information) and are bounded by the device's peer limit; a removed peer's
 // series disappear with it.
 
-#include <prometheus/metric_family.h>
-
 #include <functional>
 #include <string>
-#include <vector>
+
+namespace wsa::metrics {
+class Families;
+}
 
 namespace wsa::wg {
 
@@ -23,8 +24,9 @@ struct MetricsSources {
   std::function<const Tun*()> tun;      // may return null (no TUN: the userspace stack)
 };
 
-// Families named wsa_wg_*, each with the constant label interface="<name>".
-std::vector<prometheus::MetricFamily> collectMetrics(const MetricsSources& sources,
-                                                     const std::string& interface);
+// The device's collector: families named wsa_wg_*, each series with the constant label
+// interface="<name>" first.
+void collectMetrics(const MetricsSources& sources, const std::string& interface,
+                    metrics::Families& out);
 
 }  // namespace wsa::wg
