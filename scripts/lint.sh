@@ -37,6 +37,10 @@ if [ ${#files[@]} -eq 0 ]; then
   done
   files=("${existing[@]}")
 fi
+if [ ${#files[@]} -eq 0 ]; then
+  echo "lint.sh: no files to check (the default list comes from git ls-files)" >&2
+  exit 2
+fi
 
 tool() {  # tool <env value> <name>: the versioned program if there, else the plain one
   local want=$1 name=$2
