@@ -124,6 +124,11 @@ class Stream final : public RelayStream,
   }
 
   void OnDone(const grpc::Status& s) override {
+    // Let go of the channel before saying we are done: the owner may drop its own reference as
+    // soon as it hears, and the last reference to a grpc::Channel must not be dropped on a gRPC
+    // callback thread (its destructor releases the callback completion queue that thread runs
+    // on; gRPC 1.51 then frees it twice — seen as an ASan double free at wsa's exit).
+    stub_.reset();
     auto done = std::move(cb_.on_done);
     if (done) done(s.error_code(), s.error_message());
     // Posted callbacks hold their own reference; this was the stream's.
