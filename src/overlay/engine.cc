@@ -2,6 +2,7 @@
 
 #include <asio/io_context.hpp>
 
+#include "overlay/probe.h"
 #include "overlay/relay_path.h"
 #include "wsa/common/logging.h"
 #include "wsa/common/metrics.h"
@@ -25,7 +26,7 @@ class Engine::Impl {
                 wg::Device::Io{
                     .send =
                         [this](const wg::Endpoint& to, std::span<const uint8_t> d) {
-                          if (!relay_.send(to, d) && udp_) udp_->send(to, d);
+                          sendDatagram(to, d);
                         },
                     .deliver =
                         [this](std::span<const uint8_t> p) {
@@ -33,7 +34,44 @@ class Engine::Impl {
                           if (stack_) stack_->input(p);
                         },
                 }),
+        paths_(clock, options_.path_timing, pathsIo(), options_.logger),
         log_(logging::get(options_.logger)) {}
+
+  PeerPaths::Io pathsIo() {
+    PeerPaths::Io io;
+    io.send = [this](const wg::Endpoint& to, std::span<const uint8_t> d) { sendDatagram(to, d); };
+    io.relay_endpoint = [this](const wg::PublicKey& key) { return relay_.endpointFor(key); };
+    io.set_endpoint = [this](const wg::PublicKey& key, const wg::Endpoint& e) {
+      if (!device_.peer(key)) return;  // removed meanwhile: not added back
+      wg::PeerConfig pc;
+      pc.public_key = key;
+      pc.endpoint = e;
+      if (auto st = device_.setPeer(pc); !st) log_->warn("{}: {}", options_.name, st.error());
+    };
+    io.traffic = [this](const wg::PublicKey& key) -> uint64_t {
+      auto st = device_.peer(key);
+      return st ? st->rx_packets + st->tx_packets : 0;
+    };
+    return io;
+  }
+
+  void sendDatagram(const wg::Endpoint& to, std::span<const uint8_t> d) {
+    if (!relay_.send(to, d) && udp_) udp_->send(to, d);
+  }
+
+  // Every datagram from the UDP socket or the relay: probes, STUN answers, WireGuard.
+  void receive(const wg::Endpoint& from, std::span<uint8_t> d) {
+    if (probe::isProbe(d)) return paths_.receive(from, d);
+    if (isStunResponse(d) && stun_receiver_ && stun_receiver_(from, d)) return;
+    device_.receive(from, d);
+  }
+
+  // A STUN Binding success response (type 0x0101 and the magic cookie): WireGuard's messages
+  // start with their type (1-4) and three zero bytes, probes with their magic.
+  static bool isStunResponse(std::span<const uint8_t> d) {
+    return d.size() >= 20 && d[0] == 0x01 && d[1] == 0x01 && d[4] == 0x21 && d[5] == 0x12 &&
+           d[6] == 0xa4 && d[7] == 0x42;
+  }
 
   static wg::DeviceOptions deviceOptions(const EngineOptions& o) {
     wg::DeviceOptions d;
@@ -43,7 +81,7 @@ class Engine::Impl {
 
   Result<std::unique_ptr<wg::UdpBind>> bindUdp(uint16_t port) {
     return wg::UdpBind::open(io_, port, [this](const wg::Endpoint& from, std::span<uint8_t> d) {
-      device_.receive(from, d);
+      receive(from, d);
     });
   }
 
@@ -58,6 +96,8 @@ class Engine::Impl {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   wg::Device device_;
   RelayPath relay_;
+  PeerPaths paths_;
+  std::function<bool(const wg::Endpoint&, std::span<const uint8_t>)> stun_receiver_;
   std::unique_ptr<wg::Tun> tun_;
   std::unique_ptr<wg::UdpBind> udp_;
   std::unique_ptr<netstack::LocalForwarder> forwarder_;
@@ -138,7 +178,9 @@ Result<std::unique_ptr<Engine>> Engine::start(asio::io_context& io, Clock& clock
                               ? a + (a.find(':') == std::string::npos ? "/32" : "/128")
                               : a);
   }
-  impl.device_.setPrivateKey(wg::generatePrivateKey());
+  wg::Secret key = wg::generatePrivateKey();
+  impl.device_.setPrivateKey(key);
+  impl.paths_.setKey(key);
   if (auto st = impl.startPackets(); !st) return fail(EnginePart::kPackets, st.error());
   auto udp = impl.bindUdp(impl.options_.udp_port);
   if (!udp) return fail(EnginePart::kUdp, udp.error());
@@ -219,7 +261,23 @@ bool Engine::relayReady() const {
   return impl_->relay_.ready();
 }
 void Engine::deliverRelayed(control::RelayStream::Packets packets) {
-  impl_->relay_.deliver(impl_->device_, std::move(packets));
+  for (auto& [key, payload] : packets) {
+    impl_->receive(impl_->relay_.endpointFor(key),
+                   {reinterpret_cast<uint8_t*>(payload.data()), payload.size()});
+  }
+}
+PeerPaths& Engine::paths() {
+  return impl_->paths_;
+}
+const PeerPaths& Engine::paths() const {
+  return impl_->paths_;
+}
+void Engine::sendUdp(const wg::Endpoint& to, std::span<const uint8_t> datagram) {
+  if (impl_->udp_) impl_->udp_->send(to, datagram);
+}
+void Engine::setStunReceiver(
+    std::function<bool(const wg::Endpoint&, std::span<const uint8_t>)> receiver) {
+  impl_->stun_receiver_ = std::move(receiver);
 }
 wg::Endpoint Engine::relayEndpointFor(const wg::PublicKey& key) {
   return impl_->relay_.endpointFor(key);
@@ -288,6 +346,31 @@ void Engine::collectMetrics(metrics::Families& out) const {
       .add(rs.dropped_queue_full, {{"reason", "queue_full"}})
       .add(rs.dropped_not_ready, {{"reason", "not_ready"}})
       .add(relay.unroutable(), {{"reason", "no_stream"}});
+
+  const ProbeStats& ps = impl_->paths_.stats();
+  out.counters("wsa_overlay_probes_sent_total", "Path probe messages sent, by type")
+      .add(ps.pings_sent, {{"type", "ping"}})
+      .add(ps.pongs_sent, {{"type", "pong"}})
+      .add(ps.call_me_maybe_sent, {{"type", "call_me_maybe"}});
+  out.counters("wsa_overlay_probes_received_total", "Path probe messages received, by type")
+      .add(ps.pings_received, {{"type", "ping"}})
+      .add(ps.pongs_received, {{"type", "pong"}})
+      .add(ps.call_me_maybe_received, {{"type", "call_me_maybe"}});
+  auto dropped =
+      out.counters("wsa_overlay_probes_dropped_total", "Path probe messages dropped, by reason");
+  for (size_t i = 0; i < static_cast<size_t>(ProbeDrop::kCount); ++i) {
+    dropped.add(ps.drops[i], {{"reason", probeDropName(static_cast<ProbeDrop>(i))}});
+  }
+  out.counter("wsa_overlay_path_changes_total", "Changes of a peer's path (direct or relay)",
+              ps.path_changes);
+  size_t direct = 0, relayed = 0;
+  for (const auto& v : impl_->paths_.peers()) {
+    if (v.path == Path::kDirect) ++direct;
+    if (v.path == Path::kRelay) ++relayed;
+  }
+  out.gauges("wsa_overlay_peers_by_path", "Peers that answer probes, by their current path")
+      .add(static_cast<double>(direct), {{"path", "direct"}})
+      .add(static_cast<double>(relayed), {{"path", "relay"}});
 }
 
 std::vector<prometheus::MetricFamily> Engine::collectWgMetrics() const {

@@ -1,6 +1,5 @@
 #include "overlay/relay_path.h"
 
-#include "wsa/wg/device.h"
 
 namespace wsa::overlay {
 
@@ -13,13 +12,6 @@ bool RelayPath::send(const wg::Endpoint& to, std::span<const uint8_t> datagram) 
   }
   stream_->send(*key, datagram);
   return true;
-}
-
-void RelayPath::deliver(wg::Device& device, control::RelayStream::Packets packets) {
-  for (auto& [key, payload] : packets) {
-    device.receive(endpoints_.endpointFor(key),
-                   {reinterpret_cast<uint8_t*>(payload.data()), payload.size()});
-  }
 }
 
 void RelayPath::setStream(std::shared_ptr<control::RelayStream> stream) {

@@ -1,7 +1,8 @@
 #pragma once
 // The relay side of a device's I/O, inside the Engine (its relay slot): which endpoints are
-// relay stand-ins (wg/relay_endpoints.h), the relay stream datagrams for them go to (the slot),
-// and the way relayed datagrams enter the engine. The slot outlives its streams and keeps their
+// relay stand-ins (wg/relay_endpoints.h) and the relay stream datagrams for them go to (the
+// slot). Relayed datagrams enter the engine as coming from their sender's stand-in
+// (Engine::deliverRelayed). The slot outlives its streams and keeps their
 // counts: a stream taken out of it adds its counts to the totals.
 
 #include <cstdint>
@@ -11,10 +12,6 @@
 #include "wsa/control/relay_stream.h"
 #include "wsa/wg/relay_endpoints.h"
 
-namespace wsa::wg {
-class Device;
-}
-
 namespace wsa::overlay {
 
 class RelayPath {
@@ -22,8 +19,6 @@ class RelayPath {
   // For Device::Io::send. False when `to` is not a stand-in (the caller sends over UDP); true
   // when the datagram went to the relay or was dropped (no stream, or a stand-in with no key).
   bool send(const wg::Endpoint& to, std::span<const uint8_t> datagram);
-  // Hands relayed datagrams to the engine, each from its sender's stand-in.
-  void deliver(wg::Device& device, control::RelayStream::Packets packets);
   wg::Endpoint endpointFor(const wg::PublicKey& key) { return endpoints_.endpointFor(key); }
 
   // Puts a stream into the slot (null: empties it). The stream taken out adds its counts to

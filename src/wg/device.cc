@@ -87,6 +87,8 @@ class Peer {
   RemoteStatic remote;
   Handshake hs;
   Endpoint endpoint;
+  // Roaming off: the endpoint follows setPeer only (path probes choose it), unless it has none.
+  bool roaming = true;
   std::unique_ptr<Keypair> previous, current, next;
   // Replay and flood guards for initiations from this peer.
   Tai64n last_timestamp{};
@@ -156,6 +158,7 @@ class Device::Impl {
       p->remote.preshared_key = *c.preshared_key;
     }
     if (c.endpoint) p->endpoint = *c.endpoint;
+    if (c.roaming) p->roaming = *c.roaming;
     if (c.allowed_ips) {
       allowed_.removePeer(p);
       for (const auto& prefix : *c.allowed_ips) allowed_.insert(prefix, p);
@@ -170,6 +173,10 @@ class Device::Impl {
       }
     }
     return {};
+  }
+
+  static void roam(Peer& p, const Endpoint& from) {
+    if (p.roaming || !p.endpoint.valid()) p.endpoint = from;
   }
 
   void removePeer(const PublicKey& key) {
@@ -248,7 +255,7 @@ class Device::Impl {
     counters_.initiations_received++;
     dropHandshakeIndex(p);
     acceptInitiation(p.hs, std::move(*consumed));
-    p.endpoint = from;
+    roam(p, from);
     p.rx_bytes += kInitiationSize;
     anyAuthenticatedPacketTraversal(p);
     anyAuthenticatedPacketReceived(p);
@@ -299,7 +306,7 @@ class Device::Impl {
     auto kp = deriveKeypair(p.hs, /*initiator=*/true, receiver, now);
     it->second.keypair = kp.get();
     installCurrent(p, std::move(kp));
-    p.endpoint = from;
+    roam(p, from);
     p.rx_bytes += kResponseSize;
     anyAuthenticatedPacketTraversal(p);
     anyAuthenticatedPacketReceived(p);
@@ -353,7 +360,7 @@ class Device::Impl {
       handshakeComplete(p);
       sendStaged(p);
     }
-    p.endpoint = from;  // roaming: the latest authenticated source
+    roam(p, from);  // roaming: the latest authenticated source
     p.rx_bytes += d.size();
     anyAuthenticatedPacketTraversal(p);
     anyAuthenticatedPacketReceived(p);

@@ -28,6 +28,7 @@
 #include "wsa/control/relay_stream.h"
 #include "wsa/net/stream.h"
 #include "wsa/netstack/netstack.h"
+#include "wsa/overlay/peer_paths.h"
 #include "wsa/wg/device.h"
 
 namespace asio {
@@ -70,6 +71,8 @@ struct EngineOptions {
   std::string name = "overlay";
   // The logger (logging::get) the engine logs to.
   std::string logger = "overlay";
+  // The path probes' timers (peer_paths.h).
+  PathTiming path_timing;
 };
 
 // Which part of the engine could not be started (for callers whose messages and exit codes
@@ -118,6 +121,15 @@ class Engine {
   void deliverRelayed(control::RelayStream::Packets packets);
   // The stand-in endpoint for a peer reached through the relay.
   wg::Endpoint relayEndpointFor(const wg::PublicKey& key);
+
+  // --- paths: probes between peers that answer them (peer_paths.h); probe datagrams from the
+  // UDP socket and the relay go there, never to the device ---
+  PeerPaths& paths();
+  const PeerPaths& paths() const;
+  // STUN: a datagram from the WireGuard socket (so the mapping learned is the one peers see),
+  // and where Binding success responses arriving on it go (true: consumed).
+  void sendUdp(const wg::Endpoint& to, std::span<const uint8_t> datagram);
+  void setStunReceiver(std::function<bool(const wg::Endpoint&, std::span<const uint8_t>)> receiver);
 
   // --- metrics: collectors, read at scrape time ---
   // wsa_wg_*{interface=<name>}: the device, the UDP bind and the TUN (wsa-wg's set).

@@ -94,6 +94,9 @@ struct PeerConfig {
   std::optional<Endpoint> endpoint;
   std::optional<std::vector<Prefix>> allowed_ips;  // replaces the peer's list when given
   std::optional<Duration> persistent_keepalive;    // zero disables
+  // Roaming (the endpoint follows the latest authenticated source; on by default). Off: only
+  // setPeer changes it (or the first packet, while it has none): path probes choose it.
+  std::optional<bool> roaming;
 };
 
 struct PeerStatus {
