@@ -23,6 +23,8 @@ class Coordinator::Impl {
   struct Known {
     wg::PeerConfig node;  // as the node describes it
     Route route = Route::kPublished;
+    std::vector<wg::Endpoint> candidates;
+    bool probes = false;
   };
 
   uint64_t start(const std::string& id, CoordinatorTransport transport, Done done);
@@ -31,6 +33,12 @@ class Coordinator::Impl {
   void onStreamDone(uint64_t session);
   // Returns true when the update added a peer or changed its key: the peer may handshake now.
   bool apply(const ov::CoordinateResponse_PeerUpdate& u);
+  void describeSelf(ov::Node* node);
+  std::vector<std::pair<wg::Endpoint, int>> candidates() const;
+  void forget(const wg::PublicKey& key) {
+    engine_.device().removePeer(key);
+    engine_.paths().removePeer(key);
+  }
   Status configure(const Known& k);
   void emit(const PeerEvent& e) {
     if (hooks_.on_peer) hooks_.on_peer(e);
@@ -59,6 +67,8 @@ class Coordinator::Impl {
 
   bool relay_on_ = false;  // the session wants a relay stream
   uint64_t relay_gen_ = 0;
+  std::string id_;
+  Coordinator::Discovered discovered_;
   std::unique_ptr<Timer> relay_timer_;
   Duration relay_backoff_{};
   bool relay_warned_ = false;
@@ -86,14 +96,9 @@ uint64_t Coordinator::Impl::start(const std::string& id, CoordinatorTransport tr
   transport_ = std::move(transport);
   stream_ = std::move(stream);
 
+  id_ = id;
   ov::CoordinateRequest req;
-  auto* node = req.mutable_update_self()->mutable_node();
-  node->set_id(id);
-  describeNode(engine_.publicKey(), engine_.cidrs(),
-               options_.publish_endpoints
-                   ? publishedEndpoints(options_.endpoints, engine_.udpPort())
-                   : std::vector<std::string>{},
-               node);
+  describeSelf(req.mutable_update_self()->mutable_node());
   // A request carries one tunnel: the first goes with our node, any others follow.
   for (size_t i = 0; i < options_.add_tunnels.size(); ++i) {
     if (i > 0) req.Clear();
@@ -152,9 +157,65 @@ void Coordinator::Impl::onResponse(uint64_t session, const ov::CoordinateRespons
   if (ready.ready_for_handshake_size() > 0 && stream_) stream_->send(ready);
 }
 
+// Our node: id, key, addresses, and (unless told not to publish them) the endpoints — the
+// configured ones or this machine's addresses, then the reflexive ones STUN found — each with
+// its kind; that we answer probes; what discovery measured.
+void Coordinator::Impl::describeSelf(ov::Node* node) {
+  node->set_id(id_);
+  auto cands = candidates();
+  std::vector<std::string> endpoints;
+  for (const auto& [e, kind] : cands) endpoints.push_back(e.toString());
+  describeNode(engine_.publicKey(), engine_.cidrs(), endpoints, node);
+  for (const auto& [e, kind] : cands) {
+    auto* c = node->add_candidates();
+    c->set_address(e.toString());
+    c->set_kind(static_cast<ov::Candidate::Kind>(kind));
+  }
+  node->set_probes(options_.probes);
+  node->set_mapping_varies(static_cast<ov::MappingVaries>(discovered_.mapping_varies));
+  node->set_preferred_relay(discovered_.preferred_relay);
+  for (const auto& [region, ms] : discovered_.relay_latency_ms) {
+    (*node->mutable_relay_latency_ms())[region] = ms;
+  }
+  std::vector<wg::Endpoint> own;
+  for (const auto& [e, kind] : cands) own.push_back(e);
+  engine_.paths().setOwnCandidates(std::move(own));
+}
+
+std::vector<std::pair<wg::Endpoint, int>> Coordinator::Impl::candidates() const {
+  std::vector<std::pair<wg::Endpoint, int>> out;
+  if (!options_.publish_endpoints) return out;
+  auto add = [&out](const wg::Endpoint& e, int kind) {
+    for (const auto& [have, k] : out) {
+      if (have == e) return;
+    }
+    out.emplace_back(e, kind);
+  };
+  int local_kind = options_.endpoints.empty() ? ov::Candidate::KIND_LOCAL
+                                              : ov::Candidate::KIND_CONFIGURED;
+  for (const auto& text : publishedEndpoints(options_.endpoints, engine_.udpPort())) {
+    if (auto e = wg::parseEndpoint(text)) add(*e, local_kind);
+  }
+  // A NAT whose mapping varies by destination makes the reflexive endpoint useless to peers.
+  if (discovered_.mapping_varies != ov::MAPPING_VARIES_YES) {
+    for (const auto& e : discovered_.reflexive) add(e, ov::Candidate::KIND_REFLEXIVE);
+  }
+  return out;
+}
+
 Status Coordinator::Impl::configure(const Known& k) {
   if (k.route == Route::kNone) return {};
   wg::PeerConfig pc = k.node;
+  if (k.route == Route::kPaths) {
+    // PeerPaths sets the endpoint (the relay first) and keeps it: no roaming.
+    pc.endpoint.reset();
+    pc.roaming = false;
+    if (auto st = engine_.device().setPeer(pc); !st) return st;
+    engine_.paths().upsertPeer(pc.public_key, k.candidates);
+    return {};
+  }
+  pc.roaming = true;
+  engine_.paths().removePeer(pc.public_key);
   if (k.route == Route::kRelay) pc.endpoint = engine_.relayEndpointFor(pc.public_key);
   return engine_.device().setPeer(pc);
 }
@@ -174,7 +235,7 @@ bool Coordinator::Impl::apply(const ov::CoordinateResponse_PeerUpdate& u) {
   if (u.kind() == Kind::KIND_DISCONNECTED || u.kind() == Kind::KIND_LOST) {
     const char* what = u.kind() == Kind::KIND_LOST ? "lost" : "disconnected";
     if (known != peers_.end() && options_.remove_departed_peers) {
-      engine_.device().removePeer(known->second.node.public_key);
+      forget(known->second.node.public_key);
       peers_.erase(known);
       log_->info("overlay peer {} {}", u.id(), what);
     }
@@ -190,8 +251,11 @@ bool Coordinator::Impl::apply(const ov::CoordinateResponse_PeerUpdate& u) {
   }
   bool added = known == peers_.end();
   bool new_key = !added && known->second.node.public_key != peer->public_key;
-  Known k{*peer, added ? options_.default_route : known->second.route};
-  if (new_key) engine_.device().removePeer(known->second.node.public_key);  // the peer restarted
+  bool probes = options_.probes && u.node().probes();
+  Route route = added ? options_.default_route : known->second.route;
+  if (added && route == Route::kPublished && probes) route = Route::kPaths;
+  Known k{*peer, route, candidatesOf(u.node()), probes};
+  if (new_key) forget(known->second.node.public_key);  // the peer restarted
   if (auto st = configure(k); !st) {
     log_->warn("overlay peer {}: {}", u.id(), st.error());
     if (new_key) peers_.erase(known);  // its old key is gone from the device
@@ -291,6 +355,28 @@ void Coordinator::stop(uint64_t session) {
 
 bool Coordinator::running() const {
   return impl_->session_ != 0;
+}
+
+bool Coordinator::peerAnswersProbes(const std::string& id) const {
+  auto it = impl_->peers_.find(id);
+  return it != impl_->peers_.end() && it->second.probes;
+}
+
+void Coordinator::setDiscovered(const Discovered& discovered) {
+  if (impl_->discovered_ == discovered) return;
+  impl_->discovered_ = discovered;
+  republish();
+}
+
+void Coordinator::republish() {
+  if (impl_->session_ == 0 || !impl_->stream_) return;
+  ov::CoordinateRequest req;
+  impl_->describeSelf(req.mutable_update_self()->mutable_node());
+  impl_->stream_->send(req);
+}
+
+std::vector<std::pair<wg::Endpoint, int>> Coordinator::ownCandidates() const {
+  return impl_->candidates();
 }
 
 Status Coordinator::setRoute(const std::string& id, Route route) {

@@ -32,6 +32,20 @@ Result<wg::PeerConfig> peerFromNode(const overlay::v1::Node& n) {
   return pc;
 }
 
+std::vector<wg::Endpoint> candidatesOf(const overlay::v1::Node& n) {
+  std::vector<wg::Endpoint> out;
+  if (n.candidates_size() > 0) {
+    for (const auto& c : n.candidates()) {
+      if (auto e = wg::parseEndpoint(c.address())) out.push_back(*e);
+    }
+    return out;
+  }
+  for (const auto& t : n.endpoints()) {
+    if (auto e = wg::parseEndpoint(t)) out.push_back(*e);
+  }
+  return out;
+}
+
 void describeNode(const wg::PublicKey& key, const std::vector<std::string>& cidrs,
                   const std::vector<std::string>& endpoints, overlay::v1::Node* node) {
   node->set_key(std::string(reinterpret_cast<const char*>(key.data()), key.size()));

@@ -72,6 +72,8 @@ enum class Route {
   kNone,       // not configured on the device yet (the client, until its path is chosen)
   kPublished,  // the node's first usable endpoint (none: the peer's first packet tells it)
   kRelay,      // the peer's relay stand-in (the engine's relay slot)
+  kPaths,      // chosen by the engine's PeerPaths (peers whose node says they answer probes):
+               // the relay first, a direct path once probes confirm one; roaming off
 };
 
 struct CoordinatorOptions {
@@ -89,8 +91,11 @@ struct CoordinatorOptions {
   bool answer_ready_for_handshake = true;
   // Remove a peer from the device when the server says it disconnected or was lost.
   bool remove_departed_peers = true;
-  // The route of a peer seen for the first time.
+  // The route of a peer seen for the first time. A peer that answers probes gets kPaths
+  // instead of kPublished when `probes` is on.
   Route default_route = Route::kPublished;
+  // We answer path probes: published in our node, and peers that answer them too get kPaths.
+  bool probes = true;
 
   struct Relay {
     enum class Open {
@@ -157,6 +162,24 @@ class Coordinator {
 
   // A coordinated peer's route; re-applies the peer to the device when its node is known.
   Status setRoute(const std::string& id, Route route);
+  // Whether a known peer's node says it answers probes.
+  bool peerAnswersProbes(const std::string& id) const;
+
+  // What endpoint discovery found (STUN): our reflexive endpoints, whether the NAT's mapping
+  // varies by destination, the relay regions' latencies and the home region. Published with our
+  // node from now on (at once when a session runs and something changed).
+  struct Discovered {
+    std::vector<wg::Endpoint> reflexive;
+    int mapping_varies = 0;  // overlay::v1::MappingVaries
+    std::map<int, double> relay_latency_ms;
+    int preferred_relay = 0;
+    bool operator==(const Discovered&) const = default;
+  };
+  void setDiscovered(const Discovered& discovered);
+  // Publishes our node again (this machine's addresses changed, say).
+  void republish();
+  // The endpoints we publish now, with their kinds (overlay::v1::Candidate::Kind).
+  std::vector<std::pair<wg::Endpoint, int>> ownCandidates() const;
   // The peer as its node last described it, if known.
   const wg::PeerConfig* peer(const std::string& id) const;
   size_t peerCount() const;

@@ -20,6 +20,10 @@ namespace wsa::overlay {
 // not 32 bytes.
 Result<wg::PeerConfig> peerFromNode(const overlay::v1::Node& node);
 
+// A node's candidate endpoints: `candidates` when it has them, else `endpoints` (unusable
+// entries skipped).
+std::vector<wg::Endpoint> candidatesOf(const overlay::v1::Node& node);
+
 // Fills a node's key, addresses and allowed IPs (both `cidrs`) and endpoints.
 void describeNode(const wg::PublicKey& key, const std::vector<std::string>& cidrs,
                   const std::vector<std::string>& endpoints, overlay::v1::Node* node);
