@@ -14,7 +14,7 @@ BUILD_PKGS=(
 # Real peers and tools the integration tests drive (never faked there).
 TEST_PKGS=(
   openssh-client openssh-sftp-server openssl curl tmux xauth
-  wireguard-tools wireguard-go iproute2 iputils-ping netcat-openbsd socat
+  wireguard-tools wireguard-go iproute2 iptables iputils-ping netcat-openbsd socat
   prometheus sqlite3 procps psmisc vim
   python3
 )
