@@ -106,8 +106,10 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   }
 
   overlay::CoordinatorOptions co;
-  co.publish_endpoints = true;
+  co.publish_endpoints = options.direct;
+  co.probes = options.direct;
   co.endpoints = options.endpoints;
+  e.paths().setPolicy({.direct = options.direct, .relay = true});
   co.answer_ready_for_handshake = true;  // clients wait for it
   co.remove_departed_peers = true;
   co.relay.open = overlay::CoordinatorOptions::Relay::Open::kWithSession;
@@ -117,8 +119,8 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   std::string joined;
   for (const auto& a : e.addresses()) joined += (joined.empty() ? "" : ", ") + a;
   logging::get("overlay")->info(
-      "overlay up: addresses {}, UDP port {}, public key {}{}", joined, e.udpPort(),
-      e.publicKeyBase64(),
+      "overlay up: addresses {}, UDP port {}, public key {}{}{}", joined, e.udpPort(),
+      e.publicKeyBase64(), options.direct ? "" : ", direct connections disabled (relay only)",
       options.config_socket.empty() ? "" : ", configuration socket " + options.config_socket);
   return o;
 }

@@ -46,6 +46,9 @@ struct OverlayOptions {
   // UDP port). Empty: the addresses of this machine's interfaces, loopback and link-local left
   // out.
   std::vector<std::string> endpoints;
+  // Direct paths (the manifest's disable_direct_connections turns them off): probes answered,
+  // endpoints published. Off: every peer through the relay, and not one probe sent.
+  bool direct = true;
 };
 
 // The agent's own services on the overlay.

@@ -164,7 +164,9 @@ void Services::maybeStartOverlay() {
   const auto& m = *host_.manifest();
   if (m.overlay_addresses().empty()) return;
   std::vector<std::string> addrs(m.overlay_addresses().begin(), m.overlay_addresses().end());
-  auto o = Overlay::start(io_, clock_, addrs, config_.overlay,
+  OverlayOptions oo = config_.overlay;
+  oo.direct = !m.disable_direct_connections();
+  auto o = Overlay::start(io_, clock_, addrs, oo,
                           [this](uint16_t port, net::ByteStreamPtr s, std::string peer) {
                             serveOverlay(port, std::move(s), std::move(peer));
                           });

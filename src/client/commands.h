@@ -20,4 +20,9 @@ Exit runForward(Session& session, const ForwardSpec& spec);
 // table or JSON.
 Exit runSpeedtest(Session& session, const SpeedtestOptions& options);
 
+// `wsa ping AGENT [-c N] [-i 1s] [--json]`: path probes to the agent, each answer with its path
+// (direct and the endpoint, or the relay) and latency; says when the path changed. Exit 1 when
+// nothing answered.
+Exit runPing(Session& session, const PingOptions& options);
+
 }  // namespace wsa::client

@@ -9,6 +9,8 @@
 //       a local listener whose connections go to AGENT's overlay port REMOTE
 //   wsa --url URL --token-file FILE speedtest AGENT [-d download|upload] [-t 5s] [--json]
 //       throughput to the agent's speed test (overlay port 3), over the path in use
+//   wsa --url URL --token-file FILE ping AGENT [-c N] [-i SECONDS] [--json]
+//       path probes to the agent: the path each takes (direct or relay) and its latency
 //
 // This file is the command line only: the session to the agent and the subcommands are the
 // wsa_client library (src/client/session.h, commands.h).
@@ -33,6 +35,8 @@ struct Flags {
   std::string forward_spec;
   std::string direction = "download", duration = "5s";
   bool json = false;
+  int count = 5;
+  double interval = 1.0;
 };
 
 void addGlobalFlags(CLI::App& app, Flags& f) {
@@ -44,7 +48,8 @@ void addGlobalFlags(CLI::App& app, Flags& f) {
       ->envname("WSA_TOKEN_FILE");
   app.add_option("--log-level", f.level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--relay", f.relay,
-                 "auto: direct UDP, the control server's relay when that fails; always; never")
+                 "auto: the relay at once, a direct UDP path as soon as one is found; always "
+                 "(relay only, no probes); never (direct only)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--connect-timeout", f.timeout, "Seconds to reach the agent")
@@ -56,6 +61,7 @@ struct Subcommands {
   CLI::App* proxy;
   CLI::App* forward;
   CLI::App* speedtest;
+  CLI::App* ping;
 };
 
 Subcommands addSubcommands(CLI::App& app, Flags& f) {
@@ -83,6 +89,16 @@ Subcommands addSubcommands(CLI::App& app, Flags& f) {
   s.speedtest->add_option("-t,--time", f.duration, "How long to measure (1s to 30s)")
       ->capture_default_str();
   s.speedtest->add_flag("--json", f.json, "Print the results as JSON");
+  s.ping = app.add_subcommand(
+      "ping", "Probe the path to the agent: direct or relayed, and the round trip of each probe");
+  s.ping->add_option("agent", f.agent, "Agent name")->required();
+  s.ping->add_option("-c,--count", f.count, "Probes to send (0: until interrupted)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
+  s.ping->add_option("-i,--interval", f.interval, "Seconds between probes (0.05 to 60)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 60.0));
+  s.ping->add_flag("--json", f.json, "One JSON object per probe");
   app.require_subcommand(1);
   return s;
 }
@@ -111,9 +127,12 @@ int run(const Flags& f, const Subcommands& sub) {
   auto session = Session::connect(
       SessionOptions{f.url, *token, f.agent, *relay, std::chrono::seconds(f.timeout)});
   if (!session) return report(session.exit());
-  Exit exit = speed     ? runSpeedtest(**session, *speed)
-              : forward ? runForward(**session, *forward)
-                        : runProxy(**session, static_cast<uint16_t>(f.port));
+  PingOptions ping{f.count, std::chrono::milliseconds(static_cast<int64_t>(f.interval * 1000)),
+                   f.json};
+  Exit exit = speed                ? runSpeedtest(**session, *speed)
+              : forward            ? runForward(**session, *forward)
+              : sub.ping->parsed() ? runPing(**session, ping)
+                                   : runProxy(**session, static_cast<uint16_t>(f.port));
   int code = report(exit);
   wsa::logging::flush();
   return code;

@@ -41,6 +41,13 @@ struct SpeedtestOptions {
 // The agent's speed test on the overlay.
 constexpr uint16_t kSpeedtestPort = 3;
 
+// `wsa ping`.
+struct PingOptions {
+  int count = 5;  // 0: until interrupted
+  std::chrono::milliseconds interval{1000};
+  bool json = false;
+};
+
 // "auto", "always" or "never" (the flag's own check has already run).
 Outcome<RelayMode> parseRelayMode(const std::string& text);
 

@@ -144,16 +144,31 @@ Exit Session::startEngine() {
   pa.dial = [this] { startCommand(); };
   pa.fail = [this](const std::string& message) { fail(message); };
   pa.has_session = [this] { return hasSession(); };
+  pa.use_paths = [this] {
+    return coordinator_->setRoute(found_->agent_id(), overlay::Route::kPaths);
+  };
   path_ = std::make_unique<overlay::PathSelector>(*clock_, std::move(po), std::move(pa));
+  // --relay always: not one probe; --relay never: no relay.
+  engine_->paths().setPolicy({.direct = options_.relay != RelayMode::kAlways,
+                              .relay = options_.relay != RelayMode::kNever});
+  engine_->paths().setOnPathChange(
+      [this](const wg::PublicKey& key, const overlay::PeerPathView& view) {
+        const auto* agent = agentPeer();
+        if (agent == nullptr || agent->public_key != key) return;
+        if (view.path == overlay::Path::kDirect) path_->onDirectPath();
+        for (auto& f : path_watchers_) f(view);
+      });
   return Exit::success();
 }
 
-// Coordinate: publish our node (no endpoints: we initiate, and the agent learns ours from the
-// first packet) with a tunnel to the agent, learn the agent's node; the relay stream opens once
-// the server has answered (its hello must name a key the server knows).
+// Coordinate: publish our node (that we answer probes, and our candidate endpoints so that the
+// agent probes us too: both NATs open at once; none with --relay always) with a tunnel to the
+// agent, learn the agent's node; the relay stream opens once the server has answered (its hello
+// must name a key the server knows).
 void Session::startCoordination() {
   overlay::CoordinatorOptions co;
-  co.publish_endpoints = false;
+  co.publish_endpoints = options_.relay != RelayMode::kAlways;
+  co.probes = true;  // --relay always too: wsa ping's probes go through the relay
   co.add_tunnels = {found_->agent_id()};
   co.tunnel_peers_only = true;
   co.answer_ready_for_handshake = false;
@@ -210,6 +225,7 @@ void Session::onPeer(const overlay::PeerEvent& e) {
       overlay::PathSelector::AgentNode node;
       if (e.node->endpoint) node.endpoint = e.node->endpoint->toString();
       node.new_key = e.kind == Kind::kNewKey;
+      node.probes = coordinator_->peerAnswersProbes(e.id);
       path_->onAgentNode(node);
       break;
     }
@@ -237,10 +253,18 @@ void Session::startCommand() {
 void Session::onDeadline() {
   failure_ = "could not reach agent \"" + options_.agent + "\" over the overlay within " +
              std::to_string(options_.connect_timeout.count()) + " s";
-  if (path_->path() != overlay::Path::kNone && !hasSession()) {
+  if ((path_->path() != overlay::Path::kNone || path_->probingAgent()) && !hasSession()) {
     failure_ += " (" + path_->noHandshakeMessage() + ")";
   }
   io_->stop();
+}
+
+void Session::watchPath(std::function<void(const overlay::PeerPathView&)> watcher) {
+  path_watchers_.push_back(std::move(watcher));
+}
+
+overlay::Engine& Session::engine() {
+  return *engine_;
 }
 
 const wg::PeerConfig* Session::agentPeer() const {

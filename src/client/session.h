@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/exit.h"
 #include "client/options.h"
@@ -33,6 +34,7 @@ struct CoordinatorTransport;
 class Engine;
 class PathSelector;
 struct PeerEvent;
+struct PeerPathView;
 }  // namespace wsa::overlay
 namespace wsa::wg {
 struct PeerConfig;
@@ -92,6 +94,14 @@ class Session {
   void finish();
   // Ends the session on SIGINT or SIGTERM.
   void finishOnSignal();
+  // Called when the path to the agent changes (probing agents: relay, direct, another
+  // endpoint).
+  void watchPath(std::function<void(const overlay::PeerPathView&)> watcher);
+  // The engine (wsa ping probes the agent through its PeerPaths) and the loop's clock.
+  overlay::Engine& engine();
+  Clock& clock() { return *clock_; }
+  // The agent's WireGuard key, once its node is known.
+  const wg::PeerConfig* agentPeer() const;
 
  private:
   class Signals;
@@ -106,7 +116,6 @@ class Session {
   void onCoordinationEnded();
   void startCommand();
   void onDeadline();
-  const wg::PeerConfig* agentPeer() const;
   bool hasSession() const;
   std::string agentAddress() const;
   void teardown();
@@ -127,6 +136,7 @@ class Session {
   // The streams end on gRPC threads: the teardown waits for them before the loop goes.
   std::unique_ptr<StreamEnds> ends_;
 
+  std::vector<std::function<void(const overlay::PeerPathView&)>> path_watchers_;
   std::string failure_;
   std::unique_ptr<Timer> deadline_;
   std::unique_ptr<Signals> signals_;

@@ -191,8 +191,8 @@ std::vector<std::pair<wg::Endpoint, int>> Coordinator::Impl::candidates() const 
     }
     out.emplace_back(e, kind);
   };
-  int local_kind = options_.endpoints.empty() ? ov::Candidate::KIND_LOCAL
-                                              : ov::Candidate::KIND_CONFIGURED;
+  int local_kind =
+      options_.endpoints.empty() ? ov::Candidate::KIND_LOCAL : ov::Candidate::KIND_CONFIGURED;
   for (const auto& text : publishedEndpoints(options_.endpoints, engine_.udpPort())) {
     if (auto e = wg::parseEndpoint(text)) add(*e, local_kind);
   }

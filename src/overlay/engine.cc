@@ -24,10 +24,8 @@ class Engine::Impl {
         options_(std::move(options)),
         device_(clock, deviceOptions(options_),
                 wg::Device::Io{
-                    .send =
-                        [this](const wg::Endpoint& to, std::span<const uint8_t> d) {
-                          sendDatagram(to, d);
-                        },
+                    .send = [this](const wg::Endpoint& to,
+                                   std::span<const uint8_t> d) { sendDatagram(to, d); },
                     .deliver =
                         [this](std::span<const uint8_t> p) {
                           if (tun_) tun_->write(p);
@@ -80,9 +78,8 @@ class Engine::Impl {
   }
 
   Result<std::unique_ptr<wg::UdpBind>> bindUdp(uint16_t port) {
-    return wg::UdpBind::open(io_, port, [this](const wg::Endpoint& from, std::span<uint8_t> d) {
-      receive(from, d);
-    });
+    return wg::UdpBind::open(
+        io_, port, [this](const wg::Endpoint& from, std::span<uint8_t> d) { receive(from, d); });
   }
 
   Status startPackets();

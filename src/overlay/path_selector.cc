@@ -40,6 +40,10 @@ PathSelector::~PathSelector() = default;
 PathSelector::State PathSelector::state() const {
   if (failed_ || stopped_) return State::kFailed;
   if (!node_) return State::kWaitingForNode;
+  if (probing()) {
+    if (dialing_) return State::kProbing;
+    return relayNeeded() && !relay_ready_ ? State::kWaitingForRelay : State::kWaitingForReady;
+  }
   if (dialing_) {
     if (path_ == Path::kRelay) return State::kRelayed;
     if (relayNeeded()) return State::kWaitingForRelay;  // turning to the relay
@@ -49,12 +53,26 @@ PathSelector::State PathSelector::state() const {
   return State::kWaitingForReady;
 }
 
+bool PathSelector::probing() const {
+  return node_ && node_->probes;
+}
+
 bool PathSelector::relayNeeded() const {
+  if (probing()) {
+    return options_.mode == RelayMode::kAlways ||
+           (options_.mode == RelayMode::kAuto && !direct_confirmed_);
+  }
   return path_ == Path::kRelay || options_.mode == RelayMode::kAlways || fell_back_ ||
          (node_ && !node_->endpoint);
 }
 
 std::string PathSelector::noHandshakeMessage() const {
+  if (probing()) {
+    return "could not reach agent \"" + options_.agent + "\": no WireGuard handshake completed " +
+           (options_.mode == RelayMode::kNever
+                ? "(no direct path answered probes, and --relay never rules out the relay)"
+                : "through the relay or a direct path");
+  }
   std::string how = path_ == Path::kRelay
                         ? "through the control server's relay"
                         : "over UDP to " + (node_ && node_->endpoint ? *node_->endpoint : "?") +
@@ -99,6 +117,13 @@ void PathSelector::onRelayReady() {
   decide();
 }
 
+void PathSelector::onDirectPath() {
+  if (failed_ || stopped_ || direct_confirmed_) return;
+  direct_confirmed_ = true;
+  logging::get(options_.logger)->debug("a direct path to the agent is confirmed");
+  decide();
+}
+
 void PathSelector::onRelayEnded(int code, const std::string& message) {
   relay_ready_ = false;
   if (failed_ || stopped_) return;
@@ -137,6 +162,27 @@ bool PathSelector::applyPath() {
 void PathSelector::decide() {
   if (!node_ || failed_ || stopped_) return;
   auto log = logging::get(options_.logger);
+  if (probing()) {
+    // No grace period and no fixed choice: PeerPaths starts on the relay and moves to a direct
+    // path as soon as a probe confirms one. Dialing may begin once either carries packets.
+    if (options_.mode == RelayMode::kNever && !node_->endpoint) {
+      failWith("the agent publishes no UDP endpoint, and --relay never rules out the relay");
+      return;
+    }
+    if (!paths_) {
+      paths_ = true;
+      Status st = actions_.use_paths ? actions_.use_paths() : Status::success();
+      if (!st) return failWith(st.error());
+      log->info(options_.mode == RelayMode::kNever
+                    ? "probing the agent's endpoints for a direct path (--relay never)"
+                : options_.mode == RelayMode::kAlways
+                    ? "reaching the agent through the control server's relay (--relay always)"
+                    : "reaching the agent through the relay first, directly once a probe answers");
+    }
+    bool carried = direct_confirmed_ || (options_.mode != RelayMode::kNever && relay_ready_);
+    if (carried && agent_ready_) startDial();
+    return;
+  }
   bool relayed = options_.mode == RelayMode::kAlways || !node_->endpoint || fell_back_;
   if (relayed) {
     if (options_.mode == RelayMode::kNever) {

@@ -49,7 +49,8 @@ std::optional<wg::PublicKey> senderOf(std::span<const uint8_t> datagram);
 
 // The key two peers share for their probe messages (symmetric: either side derives it).
 // nullopt when the DH result is all zeros (a low-order point).
-std::optional<wg::Secret> sharedKey(const wg::Secret& our_private, const wg::PublicKey& their_public);
+std::optional<wg::Secret> sharedKey(const wg::Secret& our_private,
+                                    const wg::PublicKey& their_public);
 
 // A sealed datagram from `sender` with `key`.
 std::vector<uint8_t> seal(const wg::PublicKey& sender, const wg::Secret& key, const Message& m);

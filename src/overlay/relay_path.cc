@@ -1,6 +1,5 @@
 #include "overlay/relay_path.h"
 
-
 namespace wsa::overlay {
 
 bool RelayPath::send(const wg::Endpoint& to, std::span<const uint8_t> datagram) {

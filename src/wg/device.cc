@@ -272,7 +272,10 @@ class Device::Impl {
     indices_[index] = Entry{&p, kp.get()};
     installNext(p, std::move(kp));
     sessionDerived(p);
-    transmit(p, {out, sizeof(out)});
+    // The response goes back where the initiation came from, whatever the peer's endpoint (a
+    // peer without roaming may be pointed at the relay while it initiated over a direct path).
+    p.tx_bytes += sizeof(out);
+    if (io_.send) io_.send(from, {out, sizeof(out)});
     counters_.responses_sent++;
     anyAuthenticatedPacketSent(p);
   }

@@ -50,6 +50,8 @@ class PathSelector {
     kDirect,           // dialed over the direct path, which stays (a session came, or no
                        // fallback: always/never)
     kRelayed,          // dialed through the relay (stays)
+    kProbing,          // an agent that answers probes: the engine's PeerPaths chooses (the relay
+                       // first, direct once a probe confirms it) and dialing has begun
     kFailed,           // failed (message()), or stopped by the owner
   };
 
@@ -75,11 +77,14 @@ class PathSelector {
     std::function<void(const std::string& message)> fail;
     // Whether a WireGuard session with the agent exists now.
     std::function<bool()> has_session;
+    // An agent that answers probes: hand its path to the engine's PeerPaths (Route::kPaths).
+    std::function<Status()> use_paths;
   };
 
   struct AgentNode {
     std::optional<std::string> endpoint;  // the first usable published endpoint, "ip:port"
     bool new_key = false;                 // the agent restarted (a known id, another key)
+    bool probes = false;                  // it answers path probes (its node says so)
   };
 
   PathSelector(Clock& clock, Options options, Actions actions);
@@ -90,6 +95,8 @@ class PathSelector {
   void onAgentNode(const AgentNode& node);
   void onReadyForHandshake();
   void onRelayReady();
+  // PeerPaths confirmed a direct path to the agent (probing agents).
+  void onDirectPath();
   // The relay stream ended. Fails when the relay is (or will be) the path: "the relay through
   // the control server ended (CODE: MESSAGE)"; else only logged.
   void onRelayEnded(int code, const std::string& message);
@@ -104,6 +111,9 @@ class PathSelector {
   const std::string& message() const { return message_; }
   // Whether the relay is the path or will be (so its end is fatal).
   bool relayNeeded() const;
+  // The agent answers probes and PeerPaths chooses its path (with --relay always: the relay,
+  // and no probe but those wsa ping sends through it).
+  bool probingAgent() const { return probing(); }
   // Why the agent was not reached when no WireGuard handshake completed, naming the path tried:
   // "could not reach agent "dev": no WireGuard handshake completed over UDP to 127.0.0.1:9
   // (--relay never)". Only meaningful once a path is set.
@@ -111,6 +121,7 @@ class PathSelector {
 
  private:
   void decide();
+  bool probing() const;
   bool applyPath();
   void startDial();
   void watchDirect();
@@ -129,6 +140,8 @@ class PathSelector {
   bool fell_back_ = false;  // auto mode: the direct path did not work
   bool failed_ = false;
   bool stopped_ = false;
+  bool paths_ = false;  // handed to PeerPaths
+  bool direct_confirmed_ = false;
   std::string message_;
 };
 

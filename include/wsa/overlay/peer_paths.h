@@ -87,13 +87,13 @@ struct ProbeStats {
 struct PeerPathView {
   wg::PublicKey key{};
   Path path = Path::kNone;
-  wg::Endpoint endpoint;                  // the direct path's (when path is kDirect)
-  std::optional<double> latency_ms;       // of the direct path's last pong
+  wg::Endpoint endpoint;             // the direct path's (when path is kDirect)
+  std::optional<double> latency_ms;  // of the direct path's last pong
   struct Candidate {
     wg::Endpoint endpoint;
-    bool published = false;                // from the peer's node or call-me-maybe
-    std::optional<double> latency_ms;      // of its last pong
-    std::optional<Duration> since_pong;    // time since its last pong
+    bool published = false;              // from the peer's node or call-me-maybe
+    std::optional<double> latency_ms;    // of its last pong
+    std::optional<Duration> since_pong;  // time since its last pong
   };
   std::vector<Candidate> candidates;
   bool active = false;

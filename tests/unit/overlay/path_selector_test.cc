@@ -29,6 +29,10 @@ class PathSelectorTest : public ::testing::Test {
     a.dial = [this] { ++dials; };
     a.fail = [this](const std::string& m) { failures.push_back(m); };
     a.has_session = [this] { return session; };
+    a.use_paths = [this]() -> Status {
+      ++use_paths;
+      return {};
+    };
     sel = std::make_unique<PathSelector>(clock, o, a);
   }
   static PathSelector::AgentNode direct(bool new_key = false) {
@@ -46,7 +50,85 @@ class PathSelectorTest : public ::testing::Test {
   int dials = 0;
   std::vector<std::string> failures;
   bool session = false;
+  int use_paths = 0;
+  static PathSelector::AgentNode probing(bool with_endpoint = true) {
+    return {.endpoint = with_endpoint ? std::optional<std::string>("127.0.0.1:9") : std::nullopt,
+            .new_key = false,
+            .probes = true};
+  }
 };
+
+// --- agents that answer probes: PeerPaths chooses, the relay carries the first packets ---
+
+TEST_F(PathSelectorTest, ProbingAutoDialsAsSoonAsTheRelayIsReadyWithoutAGrace) {
+  make(RelayMode::kAuto);
+  sel->onAgentNode(probing());
+  EXPECT_EQ(use_paths, 1);
+  EXPECT_TRUE(paths.empty());  // no fixed path
+  sel->onReadyForHandshake();
+  EXPECT_EQ(dials, 0);
+  EXPECT_EQ(sel->state(), State::kWaitingForRelay);
+  sel->onRelayReady();
+  EXPECT_EQ(dials, 1);
+  EXPECT_EQ(handshakes, 1);
+  EXPECT_EQ(sel->state(), State::kProbing);
+  clock.advance(60s);  // no 3 s grace, no fallback: nothing more happens
+  EXPECT_EQ(dials, 1);
+  EXPECT_EQ(handshakes, 1);
+  EXPECT_FALSE(sel->fellBack());
+  sel->onAgentNode(probing());  // a node update does not hand the path over again
+  EXPECT_EQ(use_paths, 1);
+  EXPECT_TRUE(failures.empty());
+}
+
+TEST_F(PathSelectorTest, ProbingAutoDialsOnADirectPathBeforeTheRelayIsReady) {
+  make(RelayMode::kAuto);
+  sel->onAgentNode(probing());
+  sel->onReadyForHandshake();
+  sel->onDirectPath();
+  EXPECT_EQ(dials, 1);
+  // Once direct, the relay's end is not fatal.
+  sel->onRelayEnded(14, "unavailable");
+  EXPECT_TRUE(failures.empty());
+}
+
+TEST_F(PathSelectorTest, ProbingAutoFailsWhenTheRelayEndsBeforeADirectPath) {
+  make(RelayMode::kAuto);
+  sel->onAgentNode(probing());
+  sel->onRelayReady();
+  sel->onReadyForHandshake();
+  sel->onRelayEnded(14, "unavailable");
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].find("relay through the control server ended"), std::string::npos);
+}
+
+TEST_F(PathSelectorTest, ProbingNeverWaitsForADirectPathAndNeedsAnEndpoint) {
+  make(RelayMode::kNever);
+  sel->onAgentNode(probing());
+  sel->onRelayReady();
+  sel->onReadyForHandshake();
+  EXPECT_EQ(dials, 0);  // the relay does not count
+  sel->onDirectPath();
+  EXPECT_EQ(dials, 1);
+  make(RelayMode::kNever);
+  failures.clear();
+  sel->onAgentNode(probing(/*with_endpoint=*/false));
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0],
+            "the agent publishes no UDP endpoint, and --relay never rules out the relay");
+}
+
+TEST_F(PathSelectorTest, ProbingAlwaysDialsThroughTheRelayEvenWithADirectPath) {
+  make(RelayMode::kAlways);
+  sel->onAgentNode(probing());
+  EXPECT_EQ(use_paths, 1);  // PeerPaths' policy (no direct) keeps it on the relay
+  sel->onReadyForHandshake();
+  EXPECT_EQ(dials, 0);
+  sel->onRelayReady();
+  EXPECT_EQ(dials, 1);
+  sel->onRelayEnded(14, "unavailable");
+  EXPECT_EQ(failures.size(), 1u);  // the relay is the only path
+}
 
 TEST_F(PathSelectorTest, NothingHappensBeforeTheAgentsNode) {
   make(RelayMode::kAuto);

@@ -311,7 +311,7 @@ TEST(ProbeMessages, SealedRoundTripAndTamperingFails) {
   m.endpoints = {ep("198.18.1.2:5"), ep("[fd7a:115c:a1e0::1]:6")};
   auto d = probe::seal(wg::publicKeyOf(a), ka, m);
   EXPECT_TRUE(probe::isProbe(d));
-  EXPECT_NE(d[0], 1);  // never a WireGuard type
+  EXPECT_NE(d[0], 1);         // never a WireGuard type
   EXPECT_NE(d[0] & 0xc0, 0);  // never STUN
   auto back = probe::open(d, kb);
   ASSERT_TRUE(back);
