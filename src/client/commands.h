@@ -13,7 +13,8 @@ class Session;
 Exit runProxy(Session& session, uint16_t port);
 
 // `wsa forward AGENT SPEC`: a local listener whose connections each go to the agent's overlay
-// port, until SIGINT or SIGTERM.
+// port, until SIGINT or SIGTERM; with `--udp`, a local UDP socket whose source addresses are
+// each a UDP flow to the agent's port.
 Exit runForward(Session& session, const ForwardSpec& spec);
 
 // `wsa speedtest AGENT`: throughput to the agent's speed test (overlay port 3), printed as a

@@ -5,8 +5,9 @@
 //   wsa --url URL --token-file FILE proxy AGENT PORT
 //       stdin/stdout joined to AGENT's overlay PORT: an ssh ProxyCommand
 //       (ssh -o ProxyCommand='wsa --url … proxy %h 22' user@dev)
-//   wsa --url URL --token-file FILE forward AGENT [ADDR:]LOCAL:REMOTE
-//       a local listener whose connections go to AGENT's overlay port REMOTE
+//   wsa --url URL --token-file FILE forward [--udp] AGENT [ADDR:]LOCAL:REMOTE
+//       a local listener whose connections go to AGENT's overlay port REMOTE (--udp: a local
+//       UDP socket, each source address a flow to REMOTE)
 //   wsa --url URL --token-file FILE speedtest AGENT [-d download|upload] [-t 5s] [--json]
 //       throughput to the agent's speed test (overlay port 3), over the path in use
 //   wsa --url URL --token-file FILE ping AGENT [-c N] [-i SECONDS] [--json]
@@ -33,6 +34,9 @@ struct Flags {
   std::string agent;
   int port = 22;
   std::string forward_spec;
+  bool udp = false;
+  size_t max_flows = 1024;
+  std::string idle_timeout = "60s";
   std::string direction = "download", duration = "5s";
   bool json = false;
   int count = 5;
@@ -73,13 +77,19 @@ Subcommands addSubcommands(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
   s.forward = app.add_subcommand(
-      "forward", "Forward a local TCP port to a port of the agent until interrupted");
+      "forward", "Forward a local TCP (or UDP) port to a port of the agent until interrupted");
   s.forward->add_option("agent", f.agent, "Agent name")->required();
   s.forward
       ->add_option("ports", f.forward_spec,
                    "[LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (same port "
                    "locally); the local address defaults to 127.0.0.1")
       ->required();
+  s.forward->add_flag("--udp", f.udp, "Forward UDP: each local source address is a flow");
+  s.forward->add_option("--max-flows", f.max_flows, "UDP flows at once (the oldest goes)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  s.forward->add_option("--idle-timeout", f.idle_timeout, "A UDP flow idle this long is closed")
+      ->capture_default_str();
   s.speedtest = app.add_subcommand("speedtest",
                                    "Measure throughput to the agent's speed test (overlay port 3)");
   s.speedtest->add_option("agent", f.agent, "Agent name")->required();
@@ -113,7 +123,8 @@ int run(const Flags& f, const Subcommands& sub) {
     speed = *o;
   }
   if (sub.forward->parsed()) {
-    auto spec = parseForwardSpec(f.forward_spec);
+    auto spec = f.udp ? parseUdpForwardSpec(f.forward_spec, f.max_flows, f.idle_timeout)
+                      : parseForwardSpec(f.forward_spec);
     if (!spec) return report(spec.exit());
     forward = *spec;
   }

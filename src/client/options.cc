@@ -41,6 +41,24 @@ Outcome<ForwardSpec> parseForwardSpec(const std::string& spec) {
   return ForwardSpec{local, static_cast<uint16_t>(remote)};
 }
 
+Outcome<ForwardSpec> parseUdpForwardSpec(const std::string& spec, size_t max_flows,
+                                         const std::string& idle_timeout) {
+  auto f = parseForwardSpec(spec);
+  if (!f) return f;
+  if (f->listen.rfind("unix:", 0) == 0) {
+    return Exit::usage("forward --udp " + spec + ": the local address must be an IP address");
+  }
+  auto d = parseDuration(idle_timeout);
+  if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::hours(1)) {
+    return Exit::usage("forward --idle-timeout: \"" + idle_timeout +
+                       "\" is not a duration from 1s to 1h");
+  }
+  f->udp = true;
+  f->max_flows = max_flows;
+  f->idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  return f;
+}
+
 Outcome<SpeedtestOptions> parseSpeedtestOptions(const std::string& direction,
                                                 const std::string& duration, bool json) {
   SpeedtestOptions o;

@@ -26,10 +26,16 @@ struct SessionOptions {
   std::chrono::seconds connect_timeout{30};
 };
 
-// `wsa forward`: the local listener and the agent's overlay port its connections go to.
+// `wsa forward`: the local listener and the agent's overlay port its connections go to. With
+// `--udp`, a local UDP socket: each local source address is a flow to the agent's port, within
+// the bounds below (at `max_flows` the least recently used flow is closed; a flow idle for
+// `idle_timeout` either way is closed).
 struct ForwardSpec {
-  std::string listen;  // "127.0.0.1:8080", "[::1]:0", "unix:/path"
+  std::string listen;  // "127.0.0.1:8080", "[::1]:0", "unix:/path" (not for UDP)
   uint16_t remote_port = 0;
+  bool udp = false;
+  size_t max_flows = 1024;
+  std::chrono::milliseconds idle_timeout{60000};
 };
 
 // `wsa speedtest`.
@@ -54,6 +60,10 @@ Outcome<RelayMode> parseRelayMode(const std::string& text);
 // [LOCAL_ADDRESS:]LOCAL_PORT:REMOTE_PORT, or REMOTE_PORT (the same port locally); the local
 // address defaults to 127.0.0.1 when only a port is given.
 Outcome<ForwardSpec> parseForwardSpec(const std::string& spec);
+// The same for `forward --udp` (an IP address, not a unix socket), with --max-flows (1 to
+// 65536, checked by the flag) and --idle-timeout, 1 s to 1 h.
+Outcome<ForwardSpec> parseUdpForwardSpec(const std::string& spec, size_t max_flows,
+                                         const std::string& idle_timeout);
 
 // -d download|upload (already checked by the flag) and -t DURATION, 1 s to 30 s.
 Outcome<SpeedtestOptions> parseSpeedtestOptions(const std::string& direction,

@@ -286,6 +286,11 @@ void Session::dial(uint16_t port, Dialed done) {
   engine_->dial(agentAddress(), port, std::move(done));
 }
 
+Result<std::unique_ptr<netstack::UdpFlow>> Session::openUdp(
+    uint16_t port, std::function<void(std::span<const uint8_t>)> on_datagram) {
+  return engine_->openUdp(agentAddress(), port, std::move(on_datagram));
+}
+
 void Session::connectTo(uint16_t port, std::function<void(net::ByteStreamPtr)> connected) {
   dial(port, [this, port, connected = std::move(connected)](Result<net::ByteStreamPtr> s) {
     if (!s) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct PeerPathView;
 }  // namespace wsa::overlay
 namespace wsa::wg {
 struct PeerConfig;
+}
+namespace wsa::netstack {
+class UdpFlow;
 }
 namespace spdlog {
 class logger;
@@ -80,8 +84,13 @@ class Session {
   // For commands, on the loop.
   asio::io_context& io() { return *io_; }
   const std::string& agentName() const { return options_.agent; }
+  Clock& clock() { return *clock_; }
   // Opens an overlay TCP connection to the agent's `port`.
   void dial(uint16_t port, Dialed done);
+  // Opens a UDP flow to the agent's overlay `port`; its datagrams go to `on_datagram` (called
+  // on the loop, the payload valid for the call).
+  Result<std::unique_ptr<netstack::UdpFlow>> openUdp(
+      uint16_t port, std::function<void(std::span<const uint8_t>)> on_datagram);
   // dial(), and on success: the deadline no longer applies, the connection is logged; on
   // failure the session fails, saying why.
   void connectTo(uint16_t port, std::function<void(net::ByteStreamPtr)> connected);

@@ -23,6 +23,7 @@
 #include "lwip/sys.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
+#include "lwip/udp.h"
 #include "wsa/net/address.h"
 #include "wsa_lwip_hooks.h"
 
@@ -58,12 +59,19 @@ namespace {
 
 Netstack::Impl* g_instance = nullptr;
 
-std::string formatEndpoint(const ip_addr_t& addr, uint16_t port) {
+std::string formatAddress(const ip_addr_t& addr) {
   char buf[IPADDR_STRLEN_MAX];
   ipaddr_ntoa_r(&addr, buf, sizeof(buf));
   for (char* c = buf; *c != '\0'; ++c) *c = static_cast<char>(std::tolower(*c));  // lwIP: "FD7A::
-  return net::joinHostPort(buf, port);
+  return buf;
 }
+
+std::string formatEndpoint(const ip_addr_t& addr, uint16_t port) {
+  return net::joinHostPort(formatAddress(addr), port);
+}
+
+// The largest UDP payload we send (IPv4's limit, so that one bound holds for both).
+constexpr size_t kMaxUdpPayload = 65507;
 
 // An address as it stands in an IP header.
 ip_addr_t ipFromBytes(const uint8_t* bytes, bool v4) {
@@ -98,7 +106,18 @@ std::error_code errorFromLwip(err_t err) {
 
 }  // namespace
 
+std::string UdpInfo::remote() const {
+  return net::joinHostPort(remote_address, remote_port);
+}
+
 struct Conn;
+
+struct UdpFlow::State : std::enable_shared_from_this<UdpFlow::State> {
+  Netstack::Impl* stack = nullptr;  // null once the stack is gone
+  udp_pcb* pcb = nullptr;           // null once closed
+  uint16_t port = 0;
+  OnDatagram on_datagram;
+};
 
 class Netstack::Impl {
  public:
@@ -152,7 +171,56 @@ class Netstack::Impl {
       kick();
       return;  // held until the gate decides
     }
+    if (!admitUdp(pkt)) return;
     deliver(pkt);
+  }
+
+  // Whether the packet's destination is one of our addresses.
+  bool isOurs(std::span<const uint8_t> pkt) {
+    if ((pkt[0] >> 4) == 4) {
+      ip4_addr_t dst;
+      std::memcpy(&dst.addr, &pkt[16], 4);
+      return ip4_addr_cmp(&dst, netif_ip4_addr(&nif_));
+    }
+    for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
+      if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif_, i))) continue;
+      if (std::memcmp(&pkt[24], netif_ip6_addr(&nif_, i)->addr, 16) == 0) return true;
+    }
+    return false;
+  }
+
+  // A UDP datagram for one of our addresses, to a port without a socket of its own: with a
+  // UDP forwarder, the port gets the forwarder's socket now (within max_forwarded_udp_ports).
+  // Later fragments pass (lwIP reassembles; the first fragment, with the header, decides).
+  // Returns false when the datagram is to be dropped.
+  bool admitUdp(std::span<const uint8_t> pkt) {
+    if (!udp_forwarder_) return true;
+    size_t udp_off = 0;
+    if ((pkt[0] >> 4) == 4) {
+      if (pkt[9] != 17) return true;
+      if (((pkt[6] & 0x1f) << 8 | pkt[7]) != 0) return true;  // not the first fragment
+      udp_off = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+    } else {
+      uint8_t next = pkt[6];
+      udp_off = 40;
+      if (next == 44) {  // a fragment header
+        if (pkt.size() < 48) return true;
+        if (((pkt[42] << 8 | pkt[43]) & 0xfff8) != 0) return true;  // not the first fragment
+        next = pkt[40];
+        udp_off = 48;
+      }
+      if (next != 17) return true;
+    }
+    if (pkt.size() < udp_off + 8 || !isOurs(pkt)) return true;
+    auto port = static_cast<uint16_t>(pkt[udp_off + 2] << 8 | pkt[udp_off + 3]);
+    if (udp_ports_.count(port) != 0 || udp_flows_.count(port) != 0) return true;
+    if (stats_.udp_forwarded_ports >= opts_.max_forwarded_udp_ports ||
+        !openUdpPort(port, nullptr, true)) {
+      stats_.udp_port_refused++;
+      return false;
+    }
+    stats_.udp_forwarded_ports++;
+    return true;
   }
 
   void deliver(std::span<const uint8_t> pkt) {
@@ -284,6 +352,152 @@ class Netstack::Impl {
     tcp_rst(nullptr, 0, seq + 1, &local, &remote, be16(tcp + 2), be16(tcp));
   }
 
+  // --- UDP ---
+
+  struct UdpPort {
+    Impl* stack;
+    udp_pcb* pcb;
+    uint16_t port;
+    bool forwarded;
+    std::shared_ptr<UdpReceive> on_datagram;  // a listener's (the forwarder's is the stack's)
+  };
+
+  Status openUdpPort(uint16_t port, std::shared_ptr<UdpReceive> cb, bool forwarded) {
+    udp_pcb* pcb = udp_new_ip_type(IPADDR_TYPE_ANY);
+    if (pcb == nullptr) return makeError("out of memory for a UDP socket");
+    if (udp_bind(pcb, IP_ANY_TYPE, port) != ERR_OK) {
+      udp_remove(pcb);
+      return makeError("UDP port " + std::to_string(port) + " of the overlay is already in use");
+    }
+    auto up = std::make_unique<UdpPort>(UdpPort{this, pcb, port, forwarded, std::move(cb)});
+    udp_recv(pcb, onUdpPort, up.get());
+    udp_ports_[port] = std::move(up);
+    return {};
+  }
+
+  void closeUdpPort(uint16_t port) {
+    auto it = udp_ports_.find(port);
+    if (it == udp_ports_.end()) return;
+    udp_recv(it->second->pcb, nullptr, nullptr);
+    udp_remove(it->second->pcb);
+    if (it->second->forwarded) stats_.udp_forwarded_ports--;
+    udp_ports_.erase(it);
+  }
+
+  // The datagram in one piece: the pbuf's own memory when it is one buffer, else a copy.
+  std::span<const uint8_t> flatten(pbuf* p) {
+    if (p->next == nullptr) return {static_cast<const uint8_t*>(p->payload), p->len};
+    udp_buf_.resize(p->tot_len);
+    pbuf_copy_partial(p, udp_buf_.data(), p->tot_len, 0);
+    return {udp_buf_.data(), udp_buf_.size()};
+  }
+
+  // The receive callbacks may close their own socket: what they need is held here.
+  static void onUdpPort(void* arg, udp_pcb*, pbuf* p, const ip_addr_t* addr, u16_t port) {
+    auto* up = static_cast<UdpPort*>(arg);
+    if (up == nullptr || p == nullptr) {
+      if (p != nullptr) pbuf_free(p);
+      return;
+    }
+    Impl* self = up->stack;
+    std::shared_ptr<UdpReceive> cb = up->forwarded ? self->udp_forwarder_ : up->on_datagram;
+    UdpInfo info{formatAddress(*addr), port, formatAddress(*ip_current_dest_addr()), up->port,
+                 IP_IS_V6(addr)};
+    self->stats_.udp_rx_datagrams++;
+    if (cb && *cb) (*cb)(info, self->flatten(p));
+    pbuf_free(p);
+  }
+
+  static void onUdpFlow(void* arg, udp_pcb*, pbuf* p, const ip_addr_t*, u16_t) {
+    auto* st = static_cast<UdpFlow::State*>(arg);
+    if (st == nullptr || p == nullptr || st->stack == nullptr) {
+      if (p != nullptr) pbuf_free(p);
+      return;
+    }
+    auto keep = st->shared_from_this();
+    Impl* self = st->stack;
+    self->stats_.udp_rx_datagrams++;
+    if (st->on_datagram) st->on_datagram(self->flatten(p));
+    pbuf_free(p);
+  }
+
+  // One datagram out through `pcb`; with `src`, from that address (else the pcb is connected).
+  Status sendThrough(udp_pcb* pcb, std::span<const uint8_t> payload, const ip_addr_t* dst,
+                     uint16_t dst_port, const ip_addr_t* src) {
+    if (payload.size() > kMaxUdpPayload) {
+      stats_.udp_send_errors++;
+      return makeError("a UDP datagram of " + std::to_string(payload.size()) +
+                       " bytes is larger than " + std::to_string(kMaxUdpPayload));
+    }
+    pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(payload.size()), PBUF_RAM);
+    if (p == nullptr) {
+      stats_.udp_send_errors++;
+      return makeError("out of memory for a UDP datagram");
+    }
+    if (!payload.empty()) std::memcpy(p->payload, payload.data(), payload.size());
+    err_t e =
+        src != nullptr ? udp_sendto_if_src(pcb, p, dst, dst_port, &nif_, src) : udp_send(pcb, p);
+    pbuf_free(p);
+    if (e != ERR_OK) {
+      stats_.udp_send_errors++;
+      return makeError("sending a UDP datagram over the overlay failed (lwIP error " +
+                       std::to_string(e) + ")");
+    }
+    stats_.udp_tx_datagrams++;
+    return {};
+  }
+
+  Status sendUdp(const UdpInfo& flow, std::span<const uint8_t> payload) {
+    auto it = udp_ports_.find(flow.local_port);
+    if (it == udp_ports_.end()) {
+      stats_.udp_send_errors++;
+      return makeError("overlay UDP port " + std::to_string(flow.local_port) + " has no socket");
+    }
+    ip_addr_t src, dst;
+    if (ipaddr_aton(flow.local_address.c_str(), &src) == 0 ||
+        ipaddr_aton(flow.remote_address.c_str(), &dst) == 0) {
+      stats_.udp_send_errors++;
+      return makeError("not a UDP flow: " + flow.local_address + " / " + flow.remote_address);
+    }
+    return sendThrough(it->second->pcb, payload, &dst, flow.remote_port, &src);
+  }
+
+  Result<std::unique_ptr<UdpFlow>> openUdp(const std::string& address, uint16_t port,
+                                           UdpFlow::OnDatagram on_datagram) {
+    ip_addr_t addr;
+    if (ipaddr_aton(address.c_str(), &addr) == 0) {
+      return makeError("\"" + address + "\" is not an IP address");
+    }
+    if (udp_flows_.size() >= opts_.max_udp_flows) {
+      stats_.udp_flows_refused++;
+      return makeError("too many overlay UDP flows (" + std::to_string(opts_.max_udp_flows) + ")");
+    }
+    udp_pcb* pcb = udp_new_ip_type(IPADDR_TYPE_ANY);
+    if (pcb == nullptr) return makeError("out of memory for a UDP socket");
+    if (udp_bind(pcb, IP_ANY_TYPE, 0) != ERR_OK || udp_connect(pcb, &addr, port) != ERR_OK) {
+      udp_remove(pcb);
+      return makeError("no free UDP port on the overlay");
+    }
+    auto st = std::make_shared<UdpFlow::State>();
+    st->stack = this;
+    st->pcb = pcb;
+    st->port = pcb->local_port;
+    st->on_datagram = std::move(on_datagram);
+    udp_recv(pcb, onUdpFlow, st.get());
+    udp_flows_[st->port] = st.get();
+    stats_.udp_flows++;
+    return std::unique_ptr<UdpFlow>(new UdpFlow(std::move(st)));
+  }
+
+  void closeUdpFlow(UdpFlow::State& st) {
+    if (st.pcb == nullptr) return;
+    udp_recv(st.pcb, nullptr, nullptr);
+    udp_remove(st.pcb);
+    st.pcb = nullptr;
+    udp_flows_.erase(st.port);
+    stats_.udp_flows--;
+  }
+
   // --- timers ---
 
   void kick() {
@@ -376,6 +590,10 @@ class Netstack::Impl {
   std::set<Conn*> conns_;
   std::vector<std::shared_ptr<Conn>> dialing_;  // connections being dialed (no stream yet)
   std::vector<uint8_t> out_buf_;
+  std::map<uint16_t, std::unique_ptr<UdpPort>> udp_ports_;  // listeners' and the forwarder's
+  std::shared_ptr<UdpReceive> udp_forwarder_;
+  std::map<uint16_t, UdpFlow::State*> udp_flows_;  // openUdp's, by local port
+  std::vector<uint8_t> udp_buf_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
@@ -765,6 +983,15 @@ Netstack::~Netstack() {
   std::vector<uint16_t> ports;
   for (auto& [port, l] : s->listeners_) ports.push_back(port);
   for (uint16_t p : ports) s->closeListener(p);
+  std::vector<UdpFlow::State*> flows;
+  for (auto& [port, st] : s->udp_flows_) flows.push_back(st);
+  for (UdpFlow::State* st : flows) {
+    s->closeUdpFlow(*st);
+    st->stack = nullptr;
+  }
+  ports.clear();
+  for (auto& [port, up] : s->udp_ports_) ports.push_back(port);
+  for (uint16_t p : ports) s->closeUdpPort(p);
   netif_set_down(&s->nif_);
   netif_remove(&s->nif_);
   g_instance = nullptr;
@@ -805,6 +1032,63 @@ void Netstack::setForwarder(Accept on_accept, Gate gate) {
 
 void Netstack::dial(const std::string& address, uint16_t port, Dialed done) {
   impl_->dial(address, port, std::move(done));
+}
+
+Status Netstack::listenUdp(uint16_t port, UdpReceive on_datagram) {
+  auto it = impl_->udp_ports_.find(port);
+  if (it != impl_->udp_ports_.end()) {
+    if (!it->second->forwarded) {
+      return makeError("overlay UDP port " + std::to_string(port) + " already has a socket");
+    }
+    impl_->closeUdpPort(port);  // a service of our own replaces the forwarder
+  }
+  return impl_->openUdpPort(port, std::make_shared<UdpReceive>(std::move(on_datagram)), false);
+}
+
+void Netstack::unlistenUdp(uint16_t port) {
+  auto it = impl_->udp_ports_.find(port);
+  if (it != impl_->udp_ports_.end() && !it->second->forwarded) impl_->closeUdpPort(port);
+}
+
+void Netstack::setUdpForwarder(UdpReceive on_datagram) {
+  impl_->udp_forwarder_ =
+      on_datagram ? std::make_shared<UdpReceive>(std::move(on_datagram)) : nullptr;
+  if (!impl_->udp_forwarder_) {
+    std::vector<uint16_t> ports;
+    for (auto& [port, up] : impl_->udp_ports_) {
+      if (up->forwarded) ports.push_back(port);
+    }
+    for (uint16_t p : ports) impl_->closeUdpPort(p);
+  }
+}
+
+void Netstack::releaseUdpPort(uint16_t port) {
+  auto it = impl_->udp_ports_.find(port);
+  if (it != impl_->udp_ports_.end() && it->second->forwarded) impl_->closeUdpPort(port);
+}
+
+Status Netstack::sendUdp(const UdpInfo& flow, std::span<const uint8_t> payload) {
+  return impl_->sendUdp(flow, payload);
+}
+
+Result<std::unique_ptr<UdpFlow>> Netstack::openUdp(const std::string& address, uint16_t port,
+                                                   UdpFlow::OnDatagram on_datagram) {
+  return impl_->openUdp(address, port, std::move(on_datagram));
+}
+
+UdpFlow::~UdpFlow() {
+  if (s_->stack != nullptr) s_->stack->closeUdpFlow(*s_);
+}
+
+Status UdpFlow::send(std::span<const uint8_t> payload) {
+  if (s_->stack == nullptr || s_->pcb == nullptr) {
+    return makeError("the overlay network stack is gone");
+  }
+  return s_->stack->sendThrough(s_->pcb, payload, nullptr, 0, nullptr);
+}
+
+uint16_t UdpFlow::localPort() const {
+  return s_->port;
 }
 
 const Stats& Netstack::stats() const {

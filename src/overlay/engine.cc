@@ -7,6 +7,7 @@
 #include "wsa/common/logging.h"
 #include "wsa/common/metrics.h"
 #include "wsa/netstack/forward.h"
+#include "wsa/netstack/udp_forward.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
 #include "wsa/wg/uapi.h"
@@ -83,6 +84,7 @@ class Engine::Impl {
   }
 
   Status startPackets();
+  void startUdpForwarder(Clock& clock);
   Status startConfigSocket();
 
   asio::io_context& io_;
@@ -99,6 +101,8 @@ class Engine::Impl {
   std::unique_ptr<wg::UdpBind> udp_;
   std::unique_ptr<netstack::LocalForwarder> forwarder_;
   std::unique_ptr<netstack::Netstack> stack_;
+  std::unique_ptr<netstack::UdpForwarder>
+      udp_forwarder_;  // goes before the stack it replies through
   std::unique_ptr<wg::UapiServer> uapi_;
   std::shared_ptr<spdlog::logger> log_;
 };
@@ -141,6 +145,26 @@ Status Engine::Impl::startPackets() {
   return {};
 }
 
+// UDP to ports without a socket of ours goes to this machine's loopback, one socket per flow.
+void Engine::Impl::startUdpForwarder(Clock& clock) {
+  if (!stack_ || !options_.forward_to_loopback) return;
+  netstack::UdpForwarder::Hooks hooks;
+  hooks.reply = [this, alive = alive_](const netstack::UdpInfo& flow,
+                                       std::span<const uint8_t> payload) -> Status {
+    if (!*alive || !stack_) return makeError("the overlay is shutting down");
+    return stack_->sendUdp(flow, payload);
+  };
+  hooks.port_idle = [this, alive = alive_](uint16_t port) {
+    if (*alive && stack_) stack_->releaseUdpPort(port);
+  };
+  udp_forwarder_ = std::make_unique<netstack::UdpForwarder>(
+      io_, clock, netstack::UdpForwarder::Options{}, std::move(hooks));
+  stack_->setUdpForwarder(
+      [this, alive = alive_](const netstack::UdpInfo& info, std::span<const uint8_t> payload) {
+        if (*alive && udp_forwarder_) udp_forwarder_->forward(info, payload);
+      });
+}
+
 Status Engine::Impl::startConfigSocket() {
   if (options_.config_socket.empty()) return {};
   wg::UapiHooks hooks;
@@ -179,6 +203,7 @@ Result<std::unique_ptr<Engine>> Engine::start(asio::io_context& io, Clock& clock
   impl.device_.setPrivateKey(key);
   impl.paths_.setKey(key);
   if (auto st = impl.startPackets(); !st) return fail(EnginePart::kPackets, st.error());
+  impl.startUdpForwarder(clock);
   auto udp = impl.bindUdp(impl.options_.udp_port);
   if (!udp) return fail(EnginePart::kUdp, udp.error());
   impl.udp_ = std::move(*udp);
@@ -193,6 +218,9 @@ Engine::~Engine() {
 void Engine::shutdown() {
   *impl_->alive_ = false;
   impl_->uapi_.reset();
+  // The UDP forwarder's flows close (their loopback sockets with them) while the stack exists.
+  if (impl_->stack_) impl_->stack_->setUdpForwarder(nullptr);
+  impl_->udp_forwarder_.reset();
   // The stack goes before the device it sends through (open connections end with a reset).
   impl_->stack_.reset();
   impl_->forwarder_.reset();
@@ -248,6 +276,22 @@ void Engine::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
   impl_->forwarder_->forward(std::move(stream), port);
 }
 
+Result<std::unique_ptr<netstack::UdpFlow>> Engine::openUdp(
+    const std::string& address, uint16_t port, netstack::UdpFlow::OnDatagram on_datagram) {
+  if (!impl_->stack_) return makeError("no userspace network stack");
+  return impl_->stack_->openUdp(address, port, std::move(on_datagram));
+}
+
+Status Engine::listenUdp(uint16_t port, netstack::Netstack::UdpReceive on_datagram) {
+  if (!impl_->stack_) return makeError("no userspace network stack");
+  return impl_->stack_->listenUdp(port, std::move(on_datagram));
+}
+
+Status Engine::sendUdp(const netstack::UdpInfo& flow, std::span<const uint8_t> payload) {
+  if (!impl_->stack_) return makeError("no userspace network stack");
+  return impl_->stack_->sendUdp(flow, payload);
+}
+
 void Engine::setRelayStream(std::shared_ptr<control::RelayStream> stream) {
   impl_->relay_.setStream(std::move(stream));
 }
@@ -292,6 +336,9 @@ const netstack::Netstack* Engine::stack() const {
 const netstack::LocalForwarder* Engine::forwarder() const {
   return impl_->forwarder_.get();
 }
+const netstack::UdpForwarder* Engine::udpForwarder() const {
+  return impl_->udp_forwarder_.get();
+}
 
 void Engine::collectWgMetrics(metrics::Families& out) const {
   const Impl* impl = impl_.get();
@@ -322,6 +369,37 @@ void Engine::collectMetrics(metrics::Families& out) const {
                 "Forwards refused: nothing listens on the loopback", fs.refused);
     out.counter("wsa_overlay_forward_rejected_total", "Forwards rejected at the active limit",
                 fs.rejected);
+  }
+  if (const auto* stack = impl_->stack_.get()) {
+    const auto& ns = stack->stats();
+    const auto* uf = impl_->udp_forwarder_.get();
+    netstack::UdpForwardStats us = uf ? uf->stats() : netstack::UdpForwardStats{};
+    if (uf) {
+      out.gauge("wsa_overlay_udp_flows", "Overlay UDP flows forwarded to the loopback, open",
+                us.flows_open);
+      out.counter("wsa_overlay_udp_flows_opened_total", "Overlay UDP flows to the loopback opened",
+                  us.flows.opened);
+      out.counter("wsa_overlay_udp_flows_evicted_total",
+                  "Overlay UDP flows closed at the flow bound (least recently used)",
+                  us.flows.evicted);
+      out.counter("wsa_overlay_udp_flows_expired_total", "Overlay UDP flows closed when idle",
+                  us.flows.expired);
+      out.counters("wsa_overlay_udp_datagrams_total",
+                   "UDP datagrams forwarded between the overlay and the loopback")
+          .add(us.datagrams_to_local, {{"direction", "to_local"}})
+          .add(us.datagrams_from_local, {{"direction", "from_local"}});
+      out.counters("wsa_overlay_udp_bytes_total",
+                   "UDP payload bytes forwarded between the overlay and the loopback")
+          .add(us.bytes_to_local, {{"direction", "to_local"}})
+          .add(us.bytes_from_local, {{"direction", "from_local"}});
+    }
+    out.counters("wsa_overlay_udp_dropped_total", "Overlay UDP datagrams dropped, by reason")
+        .add(ns.udp_port_refused, {{"reason", "port_limit"}})
+        .add(ns.udp_send_errors, {{"reason", "send_failed"}})
+        .add(us.dropped_no_socket, {{"reason", "no_socket"}})
+        .add(us.dropped_port_closed, {{"reason", "port_closed"}})
+        .add(us.dropped_local_busy, {{"reason", "local_busy"}})
+        .add(us.local_errors, {{"reason", "local_error"}});
   }
   const RelayPath& relay = impl_->relay_;
   auto rs = relay.stats();

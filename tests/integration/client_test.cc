@@ -2,12 +2,21 @@
 // controld: no privileges, no TUN, everything on loopback (the agent publishes 127.0.0.1 as
 // its UDP endpoint). The real OpenSSH client uses `wsa proxy` as its ProxyCommand.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "support/agent_harness.h"
 #include "support/controld_harness.h"
@@ -78,7 +87,8 @@ class ClientTest : public ::testing::Test {
   // Starts `wsa … forward` and waits until it prints the local address it serves (and, when
   // given, `also` on stderr); the address is left in `local`.
   std::unique_ptr<Process> startForward(std::vector<std::string> args, std::string* local,
-                                        const std::string& also = "") {
+                                        const std::string& also = "",
+                                        const std::string& protocol = "") {
     Process::Options o;
     o.argv = wsa("alice", std::move(args));
     o.stderr_path = tmp_.file("forward.err");
@@ -88,8 +98,9 @@ class ClientTest : public ::testing::Test {
     EXPECT_TRUE(waitUntil(
         [&] {
           err = readText(tmp_.file("forward.err"));
-          return std::regex_search(
-                     err, m, std::regex(R"(forwarding (127\.0\.0\.1:\d+) to dev port \d+)")) &&
+          return std::regex_search(err, m,
+                                   std::regex("forwarding " + protocol +
+                                              R"((127\.0\.0\.1:\d+) to dev port \d+)")) &&
                  err.find(also) != std::string::npos;
         },
         scaled(30s)))
@@ -248,6 +259,183 @@ TEST_F(ClientTest, PingSaysThePathAndLatencyOfEachProbe) {
   EXPECT_EQ(text.code, 0) << text.err;
   EXPECT_NE(text.out.find("pong from dev via relay"), std::string::npos) << text.out;
   EXPECT_EQ(text.out.find("via direct"), std::string::npos) << text.out;
+}
+
+// A UDP echo server on the workspace's loopback (in the test process): one thread, one datagram
+// at a time (at most 64 KiB), no queue of its own; it records each peer port it answered (one
+// per flow the agent opened) and stops with the test.
+class UdpEcho {
+ public:
+  UdpEcho() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~UdpEcho() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  std::set<uint16_t> peers() {
+    std::lock_guard l(mu_);
+    return peers_;
+  }
+
+ private:
+  void serve() {
+    std::vector<char> buf(65536);
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      sockaddr_in from{};
+      socklen_t len = sizeof(from);
+      ssize_t n =
+          ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n < 0) continue;
+      {
+        std::lock_guard l(mu_);
+        peers_.insert(ntohs(from.sin_port));
+      }
+      ::sendto(fd_, buf.data(), static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+    }
+  }
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::set<uint16_t> peers_;
+  std::thread thread_;
+};
+
+// A local UDP client of `wsa forward --udp`: one socket (one flow), lock-step exchanges.
+class UdpClient {
+ public:
+  explicit UdpClient(const std::string& to) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(std::stoi(to.substr(to.rfind(':') + 1))));
+    ::inet_pton(AF_INET, to.substr(0, to.rfind(':')).c_str(), &a.sin_addr);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  }
+  ~UdpClient() { ::close(fd_); }
+  // Sends `data` and waits (bounded) for the one answer; "" with `*ok` false when none came.
+  std::string exchange(const std::string& data, bool* ok) {
+    *ok = ::send(fd_, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size());
+    pollfd p{fd_, POLLIN, 0};
+    if (!*ok || ::poll(&p, 1, static_cast<int>(scaled(5s).count())) != 1) {
+      *ok = false;
+      return "";
+    }
+    std::string buf(65536, '\0');
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    *ok = n >= 0;
+    buf.resize(n < 0 ? 0 : static_cast<size_t>(n));
+    return buf;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string datagram(size_t n, uint32_t seed) {
+  std::string d(n, '\0');
+  for (auto& c : d) {
+    seed = seed * 1664525 + 1013904223;
+    c = static_cast<char>(seed >> 24);
+  }
+  return d;
+}
+
+TEST_F(ClientTest, ForwardUdpReachesAnEchoServerOnTheWorkspaceLoopback) {
+  UdpEcho echo;
+  std::string local;
+  auto fwd = startForward({"forward", "--udp", "dev", "0:" + std::to_string(echo.port())}, &local,
+                          "", "UDP ");
+  ASSERT_FALSE(local.empty());
+  UdpClient client(local);
+  // 200 datagrams of 1 to 1200 bytes, each answered intact.
+  size_t bytes = 0;
+  int intact = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::string d = datagram(1 + static_cast<size_t>(i * 397) % 1200, static_cast<uint32_t>(i));
+    if (i == 199) d = datagram(1200, 199);
+    bytes += d.size();
+    bool ok = false;
+    std::string back = client.exchange(d, &ok);
+    EXPECT_TRUE(ok) << "datagram " << i << " (" << d.size() << " bytes) got no answer";
+    if (!ok) break;
+    intact += back == d ? 1 : 0;
+  }
+  EXPECT_EQ(intact, 200);
+  EXPECT_EQ(echo.peers().size(), 1u) << "one flow";
+  // The agent counted them both ways, on one flow.
+  auto m = agent_->metrics();
+  EXPECT_EQ(metricValue(m, R"(wsa_overlay_udp_datagrams_total{direction="to_local"})"), 200.0);
+  EXPECT_EQ(metricValue(m, R"(wsa_overlay_udp_datagrams_total{direction="from_local"})"), 200.0);
+  EXPECT_EQ(metricValue(m, R"(wsa_overlay_udp_bytes_total{direction="to_local"})"),
+            static_cast<double>(bytes));
+  EXPECT_EQ(metricValue(m, "wsa_overlay_udp_flows"), 1.0);
+  EXPECT_EQ(metricValue(m, "wsa_overlay_udp_flows_opened_total"), 1.0);
+  fwd->signal(SIGTERM);
+  EXPECT_EQ(fwd->wait(scaled(10s)), std::optional<int>(0)) << readText(tmp_.file("forward.err"));
+
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"--udp", "dev", "unix:/tmp/x:53"}, {"--udp", "--idle-timeout", "0s", "dev", "53"}}) {
+    auto r = runSplit(wsa("alice",
+                          [&] {
+                            std::vector<std::string> a = {"forward"};
+                            a.insert(a.end(), bad.begin(), bad.end());
+                            return a;
+                          }()),
+                      scaled(10s));
+    EXPECT_EQ(r.code, 2) << bad[1] << ": " << r.err;
+  }
+}
+
+TEST_F(ClientTest, ForwardUdpAtItsFlowBoundClosesTheLeastRecentlyUsedFlow) {
+  UdpEcho echo;
+  std::string local;
+  auto fwd = startForward({"--log-level", "info", "forward", "--udp", "--max-flows", "3", "dev",
+                           "0:" + std::to_string(echo.port())},
+                          &local, "", "UDP ");
+  ASSERT_FALSE(local.empty());
+  // Five local sockets, round robin, twice: with room for three flows, each datagram finds its
+  // flow evicted and opens a new one (a new source port at the echo server), and every one is
+  // still answered.
+  std::vector<std::unique_ptr<UdpClient>> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(std::make_unique<UdpClient>(local));
+  int answered = 0;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 5; ++i) {
+      std::string d = datagram(100 + static_cast<size_t>(i), static_cast<uint32_t>(round * 10 + i));
+      bool ok = false;
+      answered += clients[static_cast<size_t>(i)]->exchange(d, &ok) == d ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(answered, 10);
+  EXPECT_EQ(echo.peers().size(), 10u);
+  EXPECT_EQ(metricValue(agent_->metrics(), "wsa_overlay_udp_flows_opened_total"), 10.0);
+  // Within the bound, a flow is kept: the last three sockets again use their flows.
+  for (int i = 2; i < 5; ++i) {
+    bool ok = false;
+    clients[static_cast<size_t>(i)]->exchange("again", &ok);
+    EXPECT_TRUE(ok);
+  }
+  EXPECT_EQ(echo.peers().size(), 10u);
+  fwd->signal(SIGINT);
+  EXPECT_EQ(fwd->wait(scaled(10s)), std::optional<int>(0));
+  std::string err = readText(tmp_.file("forward.err"));
+  EXPECT_NE(err.find("10 flows (7 evicted at the bound of 3, 0 expired), 13 datagrams up"),
+            std::string::npos)
+      << err;
 }
 
 // The agent publishes an endpoint nothing answers on (a closed loopback port): the client's

@@ -6,7 +6,9 @@
 //
 // lwIP keeps global state, so there is one Netstack per process; create() refuses a second.
 // Everything, including the destructor, runs on the loop thread. The stack answers ICMP echo
-// (ping) on its addresses itself.
+// (ping) on its addresses itself. UDP: sockets on the stack's own ports (listenUdp), every other
+// port to a forwarder (setUdpForwarder, the agent's loopback forwarder), and flows from the stack
+// to a peer (openUdp, the client's).
 
 #include <cstdint>
 #include <functional>
@@ -32,6 +34,11 @@ struct Options {
   size_t max_connections = 1024;
   // Distinct ports the forwarder (setForwarder) accepts on; beyond, SYNs are answered with RST.
   size_t max_forwarded_ports = 256;
+  // Distinct ports the UDP forwarder (setUdpForwarder) takes datagrams on at once; beyond,
+  // datagrams to further ports are dropped and counted until the forwarder releases one.
+  size_t max_forwarded_udp_ports = 1024;
+  // UDP flows from the stack (openUdp) at once; beyond, openUdp fails.
+  size_t max_udp_flows = 4096;
 };
 
 struct Stats {
@@ -45,6 +52,43 @@ struct Stats {
   size_t connections = 0;            // open now
   size_t forwarded_ports = 0;        // ports with an on-demand listener now
   size_t buffered_rx_bytes = 0;      // received, not yet read by the application (≤ window each)
+  uint64_t udp_rx_datagrams = 0, udp_tx_datagrams = 0;  // to and from our UDP sockets
+  uint64_t udp_port_refused = 0;   // datagrams to a new port over max_forwarded_udp_ports
+  uint64_t udp_send_errors = 0;    // datagrams lwIP refused to send (too large, no route)
+  uint64_t udp_flows_refused = 0;  // openUdp over max_udp_flows
+  size_t udp_forwarded_ports = 0;  // ports the UDP forwarder has a socket on now
+  size_t udp_flows = 0;            // openUdp flows open now
+};
+
+// One UDP datagram's addresses, as the stack saw it arrive: the peer (remote) and which of our
+// addresses and ports it was sent to (local). Replies go back with Netstack::sendUdp.
+struct UdpInfo {
+  std::string remote_address;  // "100.64.0.9", "fd7a:115c:a1e0::9"
+  uint16_t remote_port = 0;
+  std::string local_address;
+  uint16_t local_port = 0;
+  bool v6 = false;
+  std::string remote() const;  // "ip:port" / "[ip6]:port"
+};
+
+// A UDP flow from the stack to one peer address and port (an ephemeral local port, datagrams
+// from anyone else are not delivered). Closed on destruction; it may outlive the stack (then
+// send fails).
+class UdpFlow {
+ public:
+  using OnDatagram = std::function<void(std::span<const uint8_t> payload)>;
+  ~UdpFlow();
+  UdpFlow(const UdpFlow&) = delete;
+  UdpFlow& operator=(const UdpFlow&) = delete;
+  // Sends one datagram (at most 65,507 bytes over IPv4; larger than the MTU is fragmented).
+  Status send(std::span<const uint8_t> payload);
+  uint16_t localPort() const;
+
+  struct State;  // the stack's
+  explicit UdpFlow(std::shared_ptr<State> s) : s_(std::move(s)) {}
+
+ private:
+  std::shared_ptr<State> s_;
 };
 
 struct ConnectionInfo {
@@ -82,6 +126,24 @@ class Netstack {
 
   // Opens a TCP connection from the stack to address:port (an overlay address of a peer).
   void dial(const std::string& address, uint16_t port, Dialed done);
+
+  // --- UDP. Datagrams are handed over synchronously, from inside input(); the payload is valid
+  // for the call only. ---
+  using UdpReceive = std::function<void(const UdpInfo& info, std::span<const uint8_t> payload)>;
+  // Takes datagrams to `port` on every address of the stack (a service of our own).
+  Status listenUdp(uint16_t port, UdpReceive on_datagram);
+  void unlistenUdp(uint16_t port);
+  // Takes datagrams to every other port: a socket for the port is opened when its first
+  // datagram arrives (at most max_forwarded_udp_ports) and kept until releaseUdpPort(port).
+  // Without a forwarder, a datagram to a port without a socket gets ICMP port unreachable.
+  void setUdpForwarder(UdpReceive on_datagram);
+  void releaseUdpPort(uint16_t port);
+  // Sends a datagram back along `flow`: from its local address and port to its remote one (the
+  // port must have a socket: a listener's or the forwarder's).
+  Status sendUdp(const UdpInfo& flow, std::span<const uint8_t> payload);
+  // A UDP flow to address:port (a peer's overlay address).
+  Result<std::unique_ptr<UdpFlow>> openUdp(const std::string& address, uint16_t port,
+                                           UdpFlow::OnDatagram on_datagram);
 
   const Stats& stats() const;
 

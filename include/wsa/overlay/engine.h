@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,8 @@ class Families;
 
 namespace wsa::netstack {
 class LocalForwarder;
-}
+class UdpForwarder;
+}  // namespace wsa::netstack
 
 namespace wsa::overlay {
 
@@ -62,7 +64,9 @@ struct EngineOptions {
   size_t mtu = 1420;      // the device's, the stack's and the TUN's
   uint16_t udp_port = 0;  // 0: any
   // Userspace stack: TCP to ports without a listener goes to this machine's loopback, gated: a
-  // port nothing listens on locally is refused to the peer (a reset to its SYN).
+  // port nothing listens on locally is refused to the peer (a reset to its SYN). UDP to ports
+  // without a socket of the engine's goes there too, one loopback socket per flow (bounded:
+  // at most 1024 flows, least recently used evicted; idle flows closed after 60 s).
   bool forward_to_loopback = false;
   // WireGuard's configuration protocol (`wg show`, `wg set`) on this unix socket; "" for none.
   // `wg set listen-port` rebinds the UDP socket.
@@ -110,6 +114,12 @@ class Engine {
   // Joins a connection to this machine's loopback `port` (an accepted stream the owner does not
   // serve itself).
   void forwardToLoopback(net::ByteStreamPtr stream, uint16_t port);
+  // UDP: a flow to a peer's overlay address and port (datagrams from there go to
+  // `on_datagram`); datagrams to our `port` (a service of the owner's; replies with sendUdp).
+  Result<std::unique_ptr<netstack::UdpFlow>> openUdp(const std::string& address, uint16_t port,
+                                                     netstack::UdpFlow::OnDatagram on_datagram);
+  Status listenUdp(uint16_t port, netstack::Netstack::UdpReceive on_datagram);
+  Status sendUdp(const netstack::UdpInfo& flow, std::span<const uint8_t> payload);
 
   // --- the relay path: datagrams for stand-in endpoints (127.3.3.40:N) go to the relay stream
   // in this slot (none: they are dropped and counted as no_stream) ---
@@ -144,6 +154,7 @@ class Engine {
   const wg::Tun* tun() const;
   const netstack::Netstack* stack() const;
   const netstack::LocalForwarder* forwarder() const;
+  const netstack::UdpForwarder* udpForwarder() const;
 
   // Begins the teardown: closes the configuration socket, destroys the stack (final resets go
   // out through the device) and the forwarder. Idempotent; the destructor calls it. The device,

@@ -38,6 +38,9 @@
 #define LWIP_IPV6_REASS 1
 #define IPV6_FRAG_COPYHEADER 1 /* required on 64-bit */
 #define IP_REASSEMBLY 1
+/* Fragments waiting for reassembly, IPv4 and IPv6 together (lwIP's default, 10, is less than
+ * one 20 KB datagram at MTU 1420): room for about two datagrams of 64 KiB. */
+#define IP_REASS_MAX_PBUFS 96
 #define IP_FRAG 1
 #define IP_FORWARD 0
 #define LWIP_ICMP 1

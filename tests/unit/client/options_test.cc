@@ -43,6 +43,30 @@ TEST(ClientForwardSpec, BadPortsAreUsageErrors) {
   expectUsage(spec.exit(), "forward 99999:22: the local port must be 0 to 65535");
 }
 
+TEST(ClientForwardSpec, UdpTakesAnIpAddressAndItsBounds) {
+  auto spec = parseUdpForwardSpec("5353:53", 16, "90s");
+  ASSERT_TRUE(spec) << spec.exit().message;
+  EXPECT_TRUE(spec->udp);
+  EXPECT_EQ(spec->listen, "127.0.0.1:5353");
+  EXPECT_EQ(spec->remote_port, 53);
+  EXPECT_EQ(spec->max_flows, 16u);
+  EXPECT_EQ(spec->idle_timeout, std::chrono::seconds(90));
+  EXPECT_FALSE(parseForwardSpec("5353:53")->udp);
+  auto unix_socket = parseUdpForwardSpec("unix:/tmp/s:53", 16, "60s");
+  ASSERT_FALSE(unix_socket);
+  expectUsage(unix_socket.exit(),
+              "forward --udp unix:/tmp/s:53: the local address must be an IP address");
+  for (std::string bad : {"0s", "2h", "soon"}) {
+    auto r = parseUdpForwardSpec("53", 16, bad);
+    ASSERT_FALSE(r) << bad;
+    expectUsage(r.exit(),
+                "forward --idle-timeout: \"" + bad + "\" is not a duration from 1s to 1h");
+  }
+  auto bad_port = parseUdpForwardSpec("8080:0", 16, "60s");
+  ASSERT_FALSE(bad_port);
+  expectUsage(bad_port.exit(), "forward 8080:0: the remote port must be 1 to 65535");
+}
+
 TEST(ClientSpeedtestOptions, DirectionDurationAndJson) {
   auto o = parseSpeedtestOptions("upload", "1500ms", true);
   ASSERT_TRUE(o) << o.exit().message;
