@@ -14,8 +14,13 @@ http::Router makeMetricsRouter(AgentMetrics& metrics) {
 }
 
 http::Router makeDebugRouter(Agent& agent, AgentMetrics& metrics, std::string log_file,
-                             Worker* worker) {
+                             Worker* worker, std::function<std::string()> overlay_state) {
   http::Router r;
+  if (overlay_state) {
+    r.addSync("GET", "/debug/overlay", [overlay_state = std::move(overlay_state)](http::Request&) {
+      return http::Response::json(200, overlay_state());
+    });
+  }
   r.addSync("GET", "/healthz",
             [](http::Request&) { return http::Response::json(200, "{\"status\":\"ok\"}\n"); });
   r.addSync("GET", "/debug/state",

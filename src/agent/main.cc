@@ -372,8 +372,9 @@ int main(int argc, char** argv) {
     log->info("serving Prometheus metrics on http://{}/metrics", *b);
   }
   if (!debug_address.empty()) {
-    debug_server =
-        std::make_unique<http::Server>(io, agent::makeDebugRouter(a, metrics, log_file, &worker));
+    debug_server = std::make_unique<http::Server>(
+        io, agent::makeDebugRouter(a, metrics, log_file, &worker,
+                                   [svc = services->get()] { return svc->debugOverlay(); }));
     auto b = debug_server->listen(debug_address);
     if (!b) {
       log->error("--debug-address: {}", b.error());

@@ -1,10 +1,15 @@
 #include "agent/overlay.h"
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
 #include "agent/api.h"
 #include "agent/supervisor.h"
+#include "wsa/agent/v1/stats.pb.h"
 #include "wsa/common/logging.h"
 #include "wsa/overlay/coordinator.h"
 #include "wsa/overlay/engine.h"
+#include "wsa/wg/relay_endpoints.h"
 
 namespace wsa::agent {
 
@@ -129,6 +134,98 @@ Overlay::~Overlay() {
   *alive_ = false;
   coordinator_.reset();  // stops the relay stream and the coordination session
   engine_.reset();       // the overlay's connections end; then the device
+}
+
+std::string Overlay::debugState() const {
+  using nlohmann::json;
+  const overlay::Engine& e = *engine_;
+  json j;
+  j["public_key"] = e.publicKeyBase64();
+  j["udp_port"] = e.udpPort();
+  j["addresses"] = e.addresses();
+  j["relay_connected"] = e.relayReady();
+  auto policy = e.paths().policy();
+  j["direct_connections"] = policy.direct;
+  json own = json::array();
+  for (const auto& [ep, kind] : coordinator_->ownCandidates()) {
+    static const char* kinds[] = {"unspecified", "local", "reflexive", "configured"};
+    own.push_back({{"endpoint", ep.toString()}, {"kind", kinds[kind >= 0 && kind < 4 ? kind : 0]}});
+  }
+  j["candidates"] = own;
+  json peers = json::array();
+  auto now = std::chrono::system_clock::now();
+  for (const auto& st : e.device().peers()) {
+    json p;
+    p["public_key"] = wg::toBase64(st.public_key);
+    p["endpoint"] = wg::RelayEndpoints::isRelay(st.endpoint) ? "relay" : st.endpoint.toString();
+    p["has_session"] = st.has_session;
+    p["last_handshake_seconds_ago"] =
+        st.last_handshake ? json(std::chrono::duration<double>(now - *st.last_handshake).count())
+                          : json(nullptr);
+    p["rx_bytes"] = st.rx_bytes;
+    p["tx_bytes"] = st.tx_bytes;
+    if (auto v = e.paths().peer(st.public_key)) {
+      p["path"] = overlay::pathName(v->path);
+      p["direct_endpoint"] =
+          v->path == overlay::Path::kDirect ? json(v->endpoint.toString()) : json(nullptr);
+      p["latency_ms"] = v->latency_ms ? json(*v->latency_ms) : json(nullptr);
+      p["active"] = v->active;
+      json cands = json::array();
+      for (const auto& c : v->candidates) {
+        cands.push_back({{"endpoint", c.endpoint.toString()},
+                         {"published", c.published},
+                         {"latency_ms", c.latency_ms ? json(*c.latency_ms) : json(nullptr)},
+                         {"seconds_since_pong",
+                          c.since_pong ? json(std::chrono::duration<double>(*c.since_pong).count())
+                                       : json(nullptr)}});
+      }
+      p["candidates"] = cands;
+    } else {
+      p["path"] = "static";  // a peer that does not answer probes: its endpoint roams
+    }
+    peers.push_back(p);
+  }
+  j["peers"] = peers;
+  const auto& ps = e.paths().stats();
+  j["probes"] = {{"pings_sent", ps.pings_sent},
+                 {"pings_received", ps.pings_received},
+                 {"pongs_sent", ps.pongs_sent},
+                 {"pongs_received", ps.pongs_received},
+                 {"call_me_maybe_sent", ps.call_me_maybe_sent},
+                 {"call_me_maybe_received", ps.call_me_maybe_received},
+                 {"path_changes", ps.path_changes}};
+  return j.dump(2) + "\n";
+}
+
+void Overlay::fillStats(v1::Stats* st) const {
+  const overlay::Engine& e = *engine_;
+  int64_t rx_bytes = 0, tx_bytes = 0, rx_packets = 0, tx_packets = 0;
+  int64_t direct = 0, relayed = 0;
+  std::vector<double> latencies;
+  for (const auto& p : e.device().peers()) {
+    rx_bytes += static_cast<int64_t>(p.rx_bytes);
+    tx_bytes += static_cast<int64_t>(p.tx_bytes);
+    rx_packets += static_cast<int64_t>(p.rx_packets);
+    tx_packets += static_cast<int64_t>(p.tx_packets);
+    if (!p.has_session) continue;
+    auto v = e.paths().peer(p.public_key);
+    bool is_direct =
+        v ? v->path == overlay::Path::kDirect : !wg::RelayEndpoints::isRelay(p.endpoint);
+    ++(is_direct ? direct : relayed);
+    if (v && v->latency_ms) latencies.push_back(*v->latency_ms);
+  }
+  st->set_rx_bytes(rx_bytes);
+  st->set_tx_bytes(tx_bytes);
+  st->set_rx_packets(rx_packets);
+  st->set_tx_packets(tx_packets);
+  if (direct > 0) (*st->mutable_connections_by_path())["direct"] = direct;
+  if (relayed > 0) (*st->mutable_connections_by_path())["relay"] = relayed;
+  if (!latencies.empty()) {
+    std::sort(latencies.begin(), latencies.end());
+    size_t n = latencies.size();
+    st->set_connection_median_latency_ms(
+        n % 2 == 1 ? latencies[n / 2] : (latencies[n / 2 - 1] + latencies[n / 2]) / 2);
+  }
 }
 
 void Overlay::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {

@@ -27,6 +27,10 @@ namespace wsa::metrics {
 class Families;
 }
 
+namespace wsa::agent::v1 {
+class Stats;
+}
+
 namespace wsa::agent {
 class AgentApi;
 class Routine;
@@ -78,6 +82,12 @@ class Overlay {
   // open (overlay::Coordinator). A kRemain routine; the stream ending is an error (the
   // connection reconnects).
   std::shared_ptr<Routine> makeCoordinator(AgentApi& api, const std::string& agent_id);
+  // /debug/overlay: our key, port, candidates and relay; each peer with its endpoint, path,
+  // candidates, last handshake and bytes (JSON).
+  std::string debugState() const;
+  // The Stats report's network figures: bytes and packets each way (all peers), peers with a
+  // session by path, the median latency of the direct paths (-1: none).
+  void fillStats(v1::Stats* stats) const;
 
  private:
   Overlay() = default;

@@ -130,6 +130,11 @@ void Services::fillStats(v1::Stats* st) {
   int64_t ssh_total = c.sessions_ssh + c.sessions_vscode + c.sessions_jetbrains;
   if (ssh_total > 0) (*st->mutable_connections_by_proto())["ssh"] = ssh_total;
   if (rpty_attached > 0) (*st->mutable_connections_by_proto())["reconnecting_pty"] = rpty_attached;
+  if (overlay_) overlay_->fillStats(st);
+}
+
+std::string Services::debugOverlay() const {
+  return overlay_ ? overlay_->debugState() : "null\n";
 }
 
 void Services::collectMetrics(metrics::Families& out) const {

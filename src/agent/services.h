@@ -77,6 +77,8 @@ class Services final : public AgentExtension {
   std::vector<ConnectionRoutine> routinesFor(AgentApi& api) override;
   // SSH and reconnecting-PTY session counts.
   void fillStats(v1::Stats* stats) override;
+  // /debug/overlay (null before the overlay is up).
+  std::string debugOverlay() const;
 
   ssh::SshServer& ssh() { return *ssh_; }
   rpty::Server& rpty() { return *rpty_; }

@@ -108,7 +108,6 @@ class Session {
   void watchPath(std::function<void(const overlay::PeerPathView&)> watcher);
   // The engine (wsa ping probes the agent through its PeerPaths) and the loop's clock.
   overlay::Engine& engine();
-  Clock& clock() { return *clock_; }
   // The agent's WireGuard key, once its node is known.
   const wg::PeerConfig* agentPeer() const;
 
