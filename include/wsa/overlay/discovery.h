@@ -67,7 +67,8 @@ struct DiscoveryReport {
 class Discovery {
  public:
   // Sends one datagram from the overlay's UDP socket; failures are the socket's business
-  // (the request then times out).
+  // (the request then times out). It must not call back into the Discovery (an answer
+  // delivered synchronously to onDatagram is fine).
   using Send = std::function<void(const wg::Endpoint& to, std::span<const uint8_t> datagram)>;
   using OnReport = std::function<void(const DiscoveryReport& report)>;
 

@@ -259,6 +259,27 @@ TEST_F(DiscoveryTest, NoTargetsStillReportsAndStopStops) {
   EXPECT_EQ(clock_.pendingTimers(), 0u);
 }
 
+TEST(DiscoverySyncTest, AnAnswerInsideSendIsFine) {
+  ManualClock clock;
+  Discovery* self = nullptr;
+  std::vector<DiscoveryReport> reports;
+  Discovery d(
+      clock, {},
+      [&](const wg::Endpoint& to, std::span<const uint8_t> data) {
+        auto r = stun::parseBindingRequest(data);
+        ASSERT_TRUE(r);
+        EXPECT_TRUE(self->onDatagram(to, stun::buildBindingResponse(r->id, ep("198.19.0.5:1"))));
+      },
+      [&](const DiscoveryReport& r) { reports.push_back(r); });
+  self = &d;
+  d.setTargets({{1, ep("198.18.0.1:3478")}, {2, ep("198.18.1.1:3478")}});
+  d.start();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].answered, 2u);
+  EXPECT_EQ(reports[0].varies, MappingVaries::kNo);
+  EXPECT_EQ(d.stats().requests, 2u);
+}
+
 TEST(StunTargetsTest, FromARelayMap) {
   v1::RelayMap map;
   auto* r1 = map.add_regions();
