@@ -150,7 +150,8 @@ def main():
         json.dump(cfg, open(cfg_path, "w"))
         grpc_port, agent_ssh_port = free_port(), free_port()
         procs.append(subprocess.Popen([a.controld, "--config", cfg_path, "--data-dir", work + "/cd",
-                                       "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", "127.0.0.1:0"],
+                                       "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", "127.0.0.1:0",
+                                       "--stun-listen", "none"],
                                       stderr=subprocess.DEVNULL))
         wait_port(grpc_port)
         tok = os.path.join(home, "token")

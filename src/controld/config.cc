@@ -161,9 +161,21 @@ void parseRelayMap(const json& j, const std::string& path, overlay::v1::RelayMap
       if (const json* nodes = getArray(r, rp, "nodes")) {
         for (size_t k = 0; k < nodes->size(); ++k) {
           std::string np = rp + ".nodes[" + std::to_string(k) + "]";
-          checkObject((*nodes)[k], np, {"name", "url"});
+          checkObject((*nodes)[k], np, {"name", "url", "stun_ports", "stun_host"});
           auto* node = region->add_nodes();
           node->set_name(getString((*nodes)[k], np, "name", false));
+          node->set_stun_host(getString((*nodes)[k], np, "stun_host", false));
+          if (const json* ports = getArray((*nodes)[k], np, "stun_ports")) {
+            for (size_t q = 0; q < ports->size(); ++q) {
+              const json& port = (*ports)[q];
+              std::string pp = np + ".stun_ports[" + std::to_string(q) + "]";
+              if (!port.is_number_unsigned() || port.get<uint64_t>() == 0 ||
+                  port.get<uint64_t>() > 65535) {
+                fail(pp, "must be a port number from 1 to 65535");
+              }
+              node->add_stun_ports(port.get<uint32_t>());
+            }
+          }
           std::string url = getString((*nodes)[k], np, "url", false);
           if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 &&
               url.rfind("unix:", 0) != 0) {
@@ -385,6 +397,7 @@ Config parseRoot(const json& root) {
   if (auto it = root.find("relay_map"); it != root.end()) {
     parseRelayMap(*it, "relay_map", &c.relay_map);
   } else {
+    c.default_relay_map = true;
     auto* region = c.relay_map.add_regions();
     region->set_region_id(1);
     region->set_region_code("controld");

@@ -38,6 +38,9 @@ struct Config {
   uint32_t stats_report_interval_seconds = 60;
   std::optional<Banner> banner;  // initial banner when the database has none
   overlay::v1::RelayMap relay_map;
+  // No relay_map in the file: controld itself is region 1 (its relay and its STUN listeners,
+  // whose ports the server fills in once they are bound).
+  bool default_relay_map = false;
 
   const AgentConfig* findAgent(const std::string& name) const;
 };

@@ -33,6 +33,11 @@ int main(int argc, char** argv) {
                  "HTTP (admin API, /metrics, /healthz) listen address: host:port or unix:/path")
       ->capture_default_str()
       ->envname("WSA_CONTROLD_HTTP_LISTEN");
+  app.add_option("--stun-listen", opts.stun_listen,
+                 "STUN (RFC 8489 Binding, UDP) listen address: host:port, [v6]:port or :port "
+                 "(IPv4 and IPv6); repeatable; port 0 picks one; \"none\" turns STUN off "
+                 "(default: the --grpc-listen host, port 3478)")
+      ->envname("WSA_CONTROLD_STUN_LISTEN");
   app.add_option("--data-dir", opts.data_dir,
                  "Directory for the database (default: /var/lib/wsa-controld as root, else "
                  "$XDG_STATE_HOME/wsa-controld or ~/.local/state/wsa-controld)")

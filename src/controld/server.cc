@@ -5,6 +5,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
@@ -46,11 +47,14 @@ class Controld::Impl {
   std::unique_ptr<grpc::Server> grpc_server;
   asio::io_context io;
   std::unique_ptr<http::Server> http_server;
+  std::unique_ptr<StunServer> stun_server;  // on `io`; destroyed before it
   std::string grpc_address;
   std::string http_address;
   std::thread shutdown_thread;  // runs gRPC's blocking Shutdown off the loop
 
   Status start();
+  // Binds the STUN listeners (before gRPC starts: the default relay map carries their ports).
+  Status startStun(const net::ListenAddress& grpc);
   // Closes streams, drains in-flight calls (bounded by the grace period), stops gRPC. Blocks.
   void stopGrpc();
   void shutdown();
@@ -143,6 +147,7 @@ Status Controld::Impl::start() {
   } else if (parsed->host.empty()) {
     target = "[::]:" + std::to_string(parsed->port);
   }
+  if (auto st = startStun(*parsed); !st) return st;
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(target, creds, parsed->is_unix ? nullptr : &bound_port);
@@ -172,9 +177,44 @@ Status Controld::Impl::start() {
             options.tls_cert.empty() ? "" : " (TLS)", http_address, config.agents.size(),
             config.users.size());
   if (!options.ready_file.empty()) {
-    nlohmann::json ready = {{"grpc", grpc_address}, {"http", http_address}, {"pid", ::getpid()}};
+    nlohmann::json ready = {
+        {"grpc", grpc_address},
+        {"http", http_address},
+        {"stun", stun_server ? stun_server->addresses() : std::vector<std::string>{}},
+        {"pid", ::getpid()}};
     auto st = writeFileAtomic(options.ready_file, ready.dump() + "\n");
     if (!st) return makeError("--ready-file: " + st.error());
+  }
+  return Status::success();
+}
+
+Status Controld::Impl::startStun(const net::ListenAddress& grpc) {
+  std::vector<std::string> listen = options.stun_listen;
+  if (listen.empty()) {
+    if (grpc.is_unix) {
+      log->info("STUN off (gRPC is on a Unix socket and no --stun-listen was given)");
+      return Status::success();
+    }
+    listen.push_back(grpc.host.empty() ? ":3478" : net::joinHostPort(grpc.host, 3478));
+  }
+  if (std::find(listen.begin(), listen.end(), "none") != listen.end()) {
+    if (listen.size() > 1) return makeError("--stun-listen none cannot go with other addresses");
+    log->info("STUN off (--stun-listen none)");
+    return Status::success();
+  }
+  auto s = StunServer::start(io, listen, options.stun_limits, log);
+  if (!s) return makeError(s.error());
+  stun_server = std::move(*s);
+  for (const auto& a : stun_server->addresses()) log->info("STUN on {}", a);
+  collectors.add([this](metrics::Families& out) { stun_server->collect(out); });
+  if (config.default_relay_map) {
+    // Region 1 is this server: its STUN ports as bound (stun_host empty: the control host).
+    for (auto& region : *config.relay_map.mutable_regions()) {
+      for (auto& node : *region.mutable_nodes()) {
+        node.clear_stun_ports();
+        for (uint16_t port : stun_server->ports()) node.add_stun_ports(port);
+      }
+    }
   }
   return Status::success();
 }
@@ -183,6 +223,7 @@ void Controld::Impl::shutdown() {
   if (shutdown_thread.joinable()) shutdown_thread.join();
   stopGrpc();
   if (http_server) http_server->stop();
+  if (stun_server) stun_server->stop();
   log->info("stopped");
   logging::flush();
 }
@@ -223,6 +264,7 @@ int Controld::run() {
       impl_->stopGrpc();
       asio::post(impl_->io, [this] {
         impl_->http_server->stop();
+        if (impl_->stun_server) impl_->stun_server->stop();
         impl_->io.stop();
       });
     });

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "controld/config.h"
+#include "controld/stun_server.h"
 #include "wsa/common/result.h"
 
 namespace wsa::controld {
@@ -20,6 +22,10 @@ struct ControldOptions {
   std::string tls_cert;  // PEM; with tls_key, gRPC is served over TLS
   std::string tls_key;
   std::string ready_file;  // written (JSON) once both listeners are up
+  // STUN (UDP) listen addresses; empty: the gRPC listen host's port 3478 (none when gRPC is on
+  // a Unix socket); {"none"}: no STUN.
+  std::vector<std::string> stun_listen;
+  StunLimits stun_limits;
   std::chrono::milliseconds shutdown_grace{5000};
 };
 

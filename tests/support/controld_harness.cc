@@ -57,6 +57,10 @@ void ControldHarness::start() {
             ready,
             "--log-level",
             "debug"};
+  for (const auto& a : options_.stun_listen) {
+    o.argv.push_back("--stun-listen");
+    o.argv.push_back(a);
+  }
   for (const auto& a : options_.extra_args) o.argv.push_back(a);
   o.argv.insert(o.argv.begin(), options_.wrapper.begin(), options_.wrapper.end());
   o.stdout_path = log_path_;
@@ -68,6 +72,10 @@ void ControldHarness::start() {
   auto j = nlohmann::json::parse(readText(ready));
   grpc_ = j["grpc"];
   http_ = j["http"];
+  stun_.clear();
+  if (j.contains("stun")) {
+    for (const auto& a : j["stun"]) stun_.push_back(a);
+  }
 }
 
 int ControldHarness::stop() {

@@ -24,6 +24,9 @@ class ControldHarness {
     bool grpc_on_unix_socket = false;
     std::vector<std::string> extra_args;
     std::vector<std::string> wrapper;  // argv prefix (e.g. a program that execs controld)
+    // --stun-listen values (an ephemeral loopback port by default, so parallel tests do not
+    // share 3478); empty: controld's own default.
+    std::vector<std::string> stun_listen = {"127.0.0.1:0"};
   };
 
   explicit ControldHarness(nlohmann::json config, Options options);
@@ -44,6 +47,8 @@ class ControldHarness {
   // Control URL form ("http://127.0.0.1:port" or "unix:/path").
   std::string controlUrl() const;
   const std::string& httpAddress() const { return http_; }
+  // The STUN listeners' bound addresses, from the ready file ("127.0.0.1:41234").
+  const std::vector<std::string>& stunAddresses() const { return stun_; }
   std::string log() const { return readText(log_path_); }
 
   std::string adminToken() const { return config_["admin_token"]; }
@@ -64,6 +69,7 @@ class ControldHarness {
   std::string log_path_;
   std::string grpc_;
   std::string http_;
+  std::vector<std::string> stun_;
   std::unique_ptr<Process> process_;
 };
 

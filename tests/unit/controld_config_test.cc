@@ -54,6 +54,7 @@ TEST(Config, ValidConfigFillsDefaultsAndStableIds) {
   // The default relay map points at this server.
   ASSERT_EQ(c->relay_map.regions_size(), 1);
   EXPECT_EQ(c->relay_map.regions(0).nodes(0).url(), "");
+  EXPECT_TRUE(c->default_relay_map);  // the server fills in its STUN ports
 }
 
 struct Bad {
@@ -118,7 +119,13 @@ INSTANTIATE_TEST_SUITE_P(
               j["relay_map"] = {
                   {"regions", {{{"region_id", 1}, {"nodes", {{{"url", "tcp://x"}}}}}}}};
             },
-            "relay_map.regions[0].nodes[0].url"}),
+            "relay_map.regions[0].nodes[0].url"},
+        Bad{"BadStunPort",
+            [](json& j) {
+              j["relay_map"] = {
+                  {"regions", {{{"region_id", 1}, {"nodes", {{{"stun_ports", {3478, 0}}}}}}}}};
+            },
+            "relay_map.regions[0].nodes[0].stun_ports[1]: must be a port number from 1 to 65535"}),
     [](const ::testing::TestParamInfo<Bad>& p) { return p.param.name; });
 
 TEST(Config, InvalidJsonNamesFile) {
