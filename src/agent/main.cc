@@ -354,6 +354,9 @@ int main(int argc, char** argv) {
   scfg.overlay.udp_port = overlay_port;
   scfg.overlay.config_socket = overlay_config_socket;
   scfg.overlay.endpoints = overlay_endpoints;
+  if (parsed_url->scheme != control::ControlUrl::Scheme::kUnix) {
+    scfg.overlay.control_host = parsed_url->host;
+  }
   scfg.log_file = log_file;
   auto services = agent::Services::create(io, *clock, a, metrics, worker, std::move(scfg));
   if (!services) return fail(services.error());

@@ -120,6 +120,10 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   co.relay.open = overlay::CoordinatorOptions::Relay::Open::kWithSession;
   co.relay.reopen = true;
   o->coordinator_ = std::make_unique<overlay::Coordinator>(e, clock, std::move(co));
+  // STUN from the overlay's own socket: the reflexive endpoints peers can punch through to.
+  if (options.direct && !options.stun_targets.empty()) {
+    o->coordinator_->setStunTargets(options.stun_targets);
+  }
 
   std::string joined;
   for (const auto& a : e.addresses()) joined += (joined.empty() ? "" : ", ") + a;

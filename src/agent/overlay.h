@@ -18,6 +18,7 @@
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
+#include "wsa/overlay/discovery.h"
 
 namespace wsa::overlay {
 class Engine;
@@ -53,6 +54,10 @@ struct OverlayOptions {
   // Direct paths (the manifest's disable_direct_connections turns them off): probes answered,
   // endpoints published. Off: every peer through the relay, and not one probe sent.
   bool direct = true;
+  // The control server's host (the STUN servers of a relay map without stun_host are there).
+  std::string control_host;
+  // STUN servers for endpoint discovery (from the manifest's relay map); none: no discovery.
+  std::vector<overlay::StunTarget> stun_targets;
 };
 
 // The agent's own services on the overlay.

@@ -14,6 +14,7 @@
 #include "wsa/http/server.h"
 #include "wsa/net/address.h"
 #include "wsa/net/splice.h"
+#include "wsa/overlay/discovery.h"
 
 namespace wsa::agent {
 
@@ -171,6 +172,11 @@ void Services::maybeStartOverlay() {
   std::vector<std::string> addrs(m.overlay_addresses().begin(), m.overlay_addresses().end());
   OverlayOptions oo = config_.overlay;
   oo.direct = !m.disable_direct_connections();
+  auto targets = overlay::stunTargetsFromRelayMap(m.relay_map(), oo.control_host);
+  for (const auto& skipped : targets.skipped) {
+    logging::get("overlay")->warn("relay map: {}", skipped);
+  }
+  oo.stun_targets = std::move(targets.targets);
   auto o = Overlay::start(io_, clock_, addrs, oo,
                           [this](uint16_t port, net::ByteStreamPtr s, std::string peer) {
                             serveOverlay(port, std::move(s), std::move(peer));

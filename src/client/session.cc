@@ -16,9 +16,11 @@
 #include "wsa/control/coordinate_stream.h"
 #include "wsa/control/relay_stream.h"
 #include "wsa/overlay/coordinator.h"
+#include "wsa/overlay/discovery.h"
 #include "wsa/overlay/engine.h"
 #include "wsa/overlay/path_selector.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
+#include "wsa/overlay/v1/relay_map.pb.h"
 
 namespace wsa::client {
 
@@ -101,7 +103,33 @@ Exit Session::lookup() {
   if (found_->agent_addresses().empty() || found_->client_addresses().empty()) {
     return Exit::failure("the control server gave no overlay addresses");
   }
+  readRelayMap();
   return Exit::success();
+}
+
+// The relay map's first message: its STUN servers are where endpoint discovery asks (a client
+// session is short; the agent keeps following the map). Without it: no discovery, the relay and
+// the local endpoints still work.
+void Session::readRelayMap() {
+  if (options_.relay == RelayMode::kAlways) return;  // no probes, no use for reflexive endpoints
+  auto stub = ov::Overlay::NewStub(channel_);
+  grpc::ClientContext ctx;
+  control::prepareContext(ctx, options_.token);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  auto reader = stub->StreamRelayMaps(&ctx, ov::StreamRelayMapsRequest());
+  ov::RelayMap map;
+  bool got = reader->Read(&map);
+  ctx.TryCancel();
+  reader->Finish().ok();
+  if (!got) {
+    log_->info("no relay map from the control server: no endpoint discovery");
+    return;
+  }
+  auto url = control::parseControlUrl(options_.url);
+  std::string host = url && url->scheme != control::ControlUrl::Scheme::kUnix ? url->host : "";
+  auto targets = overlay::stunTargetsFromRelayMap(map, host);
+  for (const auto& skipped : targets.skipped) log_->info("relay map: {}", skipped);
+  stun_targets_ = std::move(targets.targets);
 }
 
 Exit Session::run(Command& command) {
@@ -191,6 +219,7 @@ void Session::startCoordination() {
       std::make_unique<overlay::Coordinator>(*engine_, *clock_, std::move(co), std::move(hooks));
   coordinator_->start(found_->client_id(), transport(),
                       [this](int, const std::string&) { onCoordinationEnded(); });
+  if (!stun_targets_.empty()) coordinator_->setStunTargets(stun_targets_);
 }
 
 // The streams on our own channel, their callbacks on the loop.

@@ -19,6 +19,7 @@
 #include "wsa/common/clock.h"
 #include "wsa/common/result.h"
 #include "wsa/net/stream.h"
+#include "wsa/overlay/discovery.h"
 
 namespace asio {
 class io_context;
@@ -117,6 +118,7 @@ class Session {
 
   explicit Session(SessionOptions options);
   Exit lookup();
+  void readRelayMap();
   Exit startEngine();
   void startCoordination();
   overlay::CoordinatorTransport transport();
@@ -145,6 +147,7 @@ class Session {
   std::unique_ptr<StreamEnds> ends_;
 
   std::vector<std::function<void(const overlay::PeerPathView&)>> path_watchers_;
+  std::vector<overlay::StunTarget> stun_targets_;
   std::string failure_;
   std::unique_ptr<Timer> deadline_;
   std::unique_ptr<Signals> signals_;

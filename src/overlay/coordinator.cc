@@ -69,6 +69,11 @@ class Coordinator::Impl {
   uint64_t relay_gen_ = 0;
   std::string id_;
   Coordinator::Discovered discovered_;
+  std::unique_ptr<Discovery> discovery_;
+  std::unique_ptr<Timer> interfaces_timer_;
+  std::vector<std::pair<wg::Endpoint, int>> last_local_;
+  void watchInterfaces();
+  void onReport(const DiscoveryReport& r);
   std::unique_ptr<Timer> relay_timer_;
   Duration relay_backoff_{};
   bool relay_warned_ = false;
@@ -341,8 +346,92 @@ Coordinator::Coordinator(Engine& engine, Clock& clock, CoordinatorOptions option
     : impl_(std::make_unique<Impl>(engine, clock, std::move(options), std::move(hooks))) {}
 
 Coordinator::~Coordinator() {
+  impl_->engine_.setStunReceiver(nullptr);
   impl_->stop(impl_->session_);
   impl_->stopRelay();
+}
+
+void Coordinator::Impl::onReport(const DiscoveryReport& r) {
+  Coordinator::Discovered d;
+  d.reflexive = r.reflexive;
+  d.mapping_varies = static_cast<int>(r.varies);
+  d.relay_latency_ms = r.latency_ms;
+  // Home: the region with the lowest STUN round trip.
+  double best = 0;
+  for (const auto& [region, ms] : r.latency_ms) {
+    if (d.preferred_relay == 0 || ms < best) {
+      d.preferred_relay = region;
+      best = ms;
+    }
+  }
+  std::string refl;
+  for (const auto& e : r.reflexive) refl += (refl.empty() ? "" : ", ") + e.toString();
+  log_->info("endpoint discovery: reflexive {}, mapping varies by destination: {}, home region {}",
+             refl.empty() ? "(none)" : refl, mappingVariesName(r.varies), d.preferred_relay);
+  if (d == discovered_) return;
+  discovered_ = d;
+  // Probes answered from the reflexive endpoints need them as our own candidates too.
+  std::vector<wg::Endpoint> own;
+  for (const auto& [e, kind] : candidates()) own.push_back(e);
+  engine_.paths().setOwnCandidates(std::move(own));
+  if (session_ != 0 && stream_) {
+    ov::CoordinateRequest req;
+    describeSelf(req.mutable_update_self()->mutable_node());
+    stream_->send(req);
+  }
+}
+
+// The interface addresses, compared with what was published: a change (a new Wi-Fi, a VPN
+// coming up) republishes and starts a STUN round at once.
+void Coordinator::Impl::watchInterfaces() {
+  std::weak_ptr<bool> alive = alive_;
+  interfaces_timer_->schedule(options_.interfaces_interval, [this, alive] {
+    if (alive.expired()) return;
+    auto now = candidates();
+    std::vector<std::pair<wg::Endpoint, int>> local;
+    for (const auto& c : now) {
+      if (c.second != ov::Candidate::KIND_REFLEXIVE) local.push_back(c);
+    }
+    if (local != last_local_) {
+      log_->info("this machine's addresses changed: publishing them and rediscovering");
+      last_local_ = local;
+      if (session_ != 0 && stream_) {
+        ov::CoordinateRequest req;
+        describeSelf(req.mutable_update_self()->mutable_node());
+        stream_->send(req);
+      }
+      if (discovery_) discovery_->rediscover();
+    }
+    watchInterfaces();
+  });
+}
+
+void Coordinator::setStunTargets(std::vector<StunTarget> targets) {
+  Impl& m = *impl_;
+  if (!m.discovery_) {
+    m.discovery_ = std::make_unique<Discovery>(
+        m.clock_, m.options_.discovery,
+        [&m](const wg::Endpoint& to, std::span<const uint8_t> d) { m.engine_.sendUdp(to, d); },
+        [&m](const DiscoveryReport& r) { m.onReport(r); });
+    m.engine_.setStunReceiver([&m](const wg::Endpoint& from, std::span<const uint8_t> d) {
+      return m.discovery_->onDatagram(from, d);
+    });
+    m.interfaces_timer_ = m.clock_.createTimer();
+    for (const auto& c : m.candidates()) {
+      if (c.second != ov::Candidate::KIND_REFLEXIVE) m.last_local_.push_back(c);
+    }
+    m.watchInterfaces();
+  }
+  if (targets.empty()) {
+    m.discovery_->stop();
+    return;
+  }
+  m.discovery_->setTargets(std::move(targets));
+  m.discovery_->start();
+}
+
+const DiscoveryReport* Coordinator::discoveryReport() const {
+  return impl_->discovery_ ? &impl_->discovery_->last() : nullptr;
 }
 
 uint64_t Coordinator::start(const std::string& id, CoordinatorTransport transport, Done done) {

@@ -47,6 +47,7 @@
 #include "wsa/common/result.h"
 #include "wsa/control/coordinate_stream.h"
 #include "wsa/control/relay_stream.h"
+#include "wsa/overlay/discovery.h"
 #include "wsa/wg/device.h"
 
 namespace wsa::overlay::v1 {
@@ -107,6 +108,11 @@ struct CoordinatorOptions {
     Duration backoff_floor = std::chrono::milliseconds(250);
     Duration backoff_cap = std::chrono::seconds(10);
   } relay;
+
+  // Endpoint discovery (setStunTargets): STUN rounds, and how often this machine's interface
+  // addresses are compared with those published (a change republishes and rediscovers).
+  Discovery::Options discovery;
+  Duration interfaces_interval = std::chrono::seconds(10);
 
   std::string logger = "overlay";
 };
@@ -178,6 +184,14 @@ class Coordinator {
   void setDiscovered(const Discovered& discovered);
   // Publishes our node again (this machine's addresses changed, say).
   void republish();
+  // Starts (or retargets) endpoint discovery: STUN Binding requests from the engine's UDP
+  // socket to `targets` (the relay map's STUN servers) every discovery.interval; what it finds
+  // goes into our node (setDiscovered: the reflexive endpoints, whether the mapping varies, the
+  // regions' latencies, the nearest region as home). Empty: no discovery. Also watches the
+  // interface addresses every interfaces_interval.
+  void setStunTargets(std::vector<StunTarget> targets);
+  // The last discovery report (null before discovery started).
+  const DiscoveryReport* discoveryReport() const;
   // The endpoints we publish now, with their kinds (overlay::v1::Candidate::Kind).
   std::vector<std::pair<wg::Endpoint, int>> ownCandidates() const;
   // The peer as its node last described it, if known.
