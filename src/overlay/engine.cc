@@ -8,6 +8,7 @@
 #include "wsa/common/metrics.h"
 #include "wsa/netstack/forward.h"
 #include "wsa/netstack/udp_forward.h"
+#include "wsa/stun/stun.h"
 #include "wsa/wg/metrics.h"
 #include "wsa/wg/tun.h"
 #include "wsa/wg/uapi.h"
@@ -65,11 +66,12 @@ class Engine::Impl {
     device_.receive(from, d);
   }
 
-  // A STUN Binding success response (type 0x0101 and the magic cookie): WireGuard's messages
-  // start with their type (1-4) and three zero bytes, probes with their magic.
+  // A STUN Binding response (success or error): WireGuard's messages start with their type
+  // (1-4) and three zero bytes, probes with their magic; neither passes looksLikeStun.
   static bool isStunResponse(std::span<const uint8_t> d) {
-    return d.size() >= 20 && d[0] == 0x01 && d[1] == 0x01 && d[4] == 0x21 && d[5] == 0x12 &&
-           d[6] == 0xa4 && d[7] == 0x42;
+    if (!stun::looksLikeStun(d)) return false;
+    uint16_t type = stun::peekHeader(d).type;
+    return type == stun::kBindingSuccess || type == stun::kBindingError;
   }
 
   static wg::DeviceOptions deviceOptions(const EngineOptions& o) {
