@@ -133,6 +133,21 @@ TEST(PeerPaths, StartsOnTheRelayAndMovesDirectWhenAProbeIsAnswered) {
   EXPECT_EQ(net.side[0].paths->stats().to_direct, 1u);
 }
 
+TEST(PeerPaths, PongsArrivingTogetherChangeThePathOnce) {
+  Net net;
+  net.blocked = true;
+  net.side[0].traffic = 1;
+  net.introduce({net.public_of[1]});
+  net.run(2s);  // pings pile up unanswered (blocked), none timed out yet
+  // The way opens and every answer lands in the same instant.
+  net.blocked = false;
+  net.delay = 0ms;
+  net.run(600ms);
+  EXPECT_EQ(net.path(0), Path::kDirect);
+  EXPECT_EQ(net.side[0].paths->stats().to_direct, 1u);
+  EXPECT_EQ(net.side[0].paths->stats().path_changes, 1u);
+}
+
 TEST(PeerPaths, DirectWithinOneRoundTripWhenTheWayIsOpen) {
   Net net;
   net.introduce({net.public_of[1]});
