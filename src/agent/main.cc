@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   bool allow_remote_unauthenticated = false;
   bool no_overlay = false;
   uint16_t overlay_port = 0;
+  int overlay_keepalive = 20;
   std::string overlay_config_socket;
   std::vector<std::string> overlay_endpoints;
   bool no_reap = false;
@@ -202,6 +203,10 @@ int main(int argc, char** argv) {
                "Do not join the overlay (by default the agent does when the manifest assigns "
                "overlay addresses)")
       ->envname("WSA_AGENT_NO_OVERLAY");
+  app.add_option("--overlay-keepalive", overlay_keepalive,
+                 "Seconds between probes that keep an idle direct path's NAT mappings open")
+      ->capture_default_str()
+      ->check(CLI::Range(5, 300));
   app.add_option("--overlay-port", overlay_port, "UDP port of the overlay (0: any)")
       ->capture_default_str()
       ->envname("WSA_AGENT_OVERLAY_PORT");
@@ -352,6 +357,7 @@ int main(int argc, char** argv) {
   scfg.allow_remote_unauthenticated = allow_remote_unauthenticated;
   scfg.overlay.enabled = !no_overlay;
   scfg.overlay.udp_port = overlay_port;
+  scfg.overlay.keepalive = std::chrono::seconds(overlay_keepalive);
   scfg.overlay.config_socket = overlay_config_socket;
   scfg.overlay.endpoints = overlay_endpoints;
   if (parsed_url->scheme != control::ControlUrl::Scheme::kUnix) {

@@ -7,6 +7,7 @@
 #include "agent/supervisor.h"
 #include "wsa/agent/v1/stats.pb.h"
 #include "wsa/common/logging.h"
+#include "wsa/common/metrics.h"
 #include "wsa/overlay/coordinator.h"
 #include "wsa/overlay/engine.h"
 #include "wsa/wg/relay_endpoints.h"
@@ -82,6 +83,7 @@ Result<std::unique_ptr<Overlay>> Overlay::start(asio::io_context& io, Clock& clo
   eo.addresses = addresses;
   eo.udp_port = options.udp_port;
   eo.forward_to_loopback = true;
+  eo.path_timing.heartbeat_idle = options.keepalive;
   eo.config_socket = options.config_socket;
   overlay::EnginePart failed = overlay::EnginePart::kNone;
   auto engine = overlay::Engine::start(io, clock, std::move(eo), &failed);
@@ -238,6 +240,27 @@ void Overlay::forwardToLoopback(net::ByteStreamPtr stream, uint16_t port) {
 
 void Overlay::collectMetrics(metrics::Families& out) const {
   engine_->collectMetrics(out);
+  if (const auto* ds = coordinator_->discoveryStats()) {
+    out.counter("wsa_overlay_stun_requests_total", "STUN Binding requests sent (discovery)",
+                ds->requests);
+    out.counter("wsa_overlay_stun_responses_total", "STUN Binding responses taken", ds->responses);
+    out.counter("wsa_overlay_stun_timeouts_total", "STUN servers silent for a whole round",
+                ds->timeouts);
+    out.counter("wsa_overlay_stun_unmatched_total",
+                "STUN responses for no outstanding request (late or forged)", ds->unmatched);
+  }
+  if (const auto* r = coordinator_->discoveryReport(); r != nullptr && r->complete) {
+    out.gauge("wsa_overlay_stun_mapping_varies",
+              "1 when the NAT's mapping varies by destination, 0 when not, -1 unknown",
+              r->varies == overlay::MappingVaries::kYes  ? 1
+              : r->varies == overlay::MappingVaries::kNo ? 0
+                                                         : -1);
+    auto lat = out.gauges("wsa_overlay_relay_region_latency_seconds",
+                          "STUN round trip to each relay region");
+    for (const auto& [region, ms] : r->latency_ms) {
+      lat.add(ms / 1000.0, {{"region", std::to_string(region)}});
+    }
+  }
 }
 
 std::shared_ptr<Routine> Overlay::makeCoordinator(AgentApi& api, const std::string& agent_id) {

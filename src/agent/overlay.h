@@ -58,6 +58,8 @@ struct OverlayOptions {
   std::string control_host;
   // STUN servers for endpoint discovery (from the manifest's relay map); none: no discovery.
   std::vector<overlay::StunTarget> stun_targets;
+  // The heartbeat of an idle direct path (keeps NAT mappings open): --overlay-keepalive.
+  Duration keepalive = std::chrono::seconds(20);
 };
 
 // The agent's own services on the overlay.

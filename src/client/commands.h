@@ -1,6 +1,8 @@
 #pragma once
 // The subcommands, each a function over a session to the agent. They return how `wsa` exits.
 
+#include <string>
+
 #include "client/exit.h"
 #include "client/options.h"
 
@@ -25,5 +27,10 @@ Exit runSpeedtest(Session& session, const SpeedtestOptions& options);
 // (direct and the endpoint, or the relay) and latency; says when the path changed. Exit 1 when
 // nothing answered.
 Exit runPing(Session& session, const PingOptions& options);
+
+// `wsa netcheck [--json]`: one STUN round to the relay map's STUN servers from a fresh UDP
+// socket: the reflexive address, whether the NAT's mapping varies by destination, the latency
+// to each region and the preferred (nearest) one. Needs no agent.
+Exit runNetcheck(const std::string& url, const std::string& token, bool json);
 
 }  // namespace wsa::client

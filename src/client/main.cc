@@ -12,6 +12,8 @@
 //       throughput to the agent's speed test (overlay port 3), over the path in use
 //   wsa --url URL --token-file FILE ping AGENT [-c N] [-i SECONDS] [--json]
 //       path probes to the agent: the path each takes (direct or relay) and its latency
+//   wsa --url URL --token-file FILE netcheck [--json]
+//       what this network allows: reflexive address, NAT mapping, latency per relay region
 //
 // This file is the command line only: the session to the agent and the subcommands are the
 // wsa_client library (src/client/session.h, commands.h).
@@ -66,6 +68,7 @@ struct Subcommands {
   CLI::App* forward;
   CLI::App* speedtest;
   CLI::App* ping;
+  CLI::App* netcheck;
 };
 
 Subcommands addSubcommands(CLI::App& app, Flags& f) {
@@ -109,6 +112,9 @@ Subcommands addSubcommands(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(0.05, 60.0));
   s.ping->add_flag("--json", f.json, "One JSON object per probe");
+  s.netcheck = app.add_subcommand(
+      "netcheck", "Report this network's NAT (STUN): reflexive address, mapping, region latencies");
+  s.netcheck->add_flag("--json", f.json, "Print the report as JSON");
   app.require_subcommand(1);
   return s;
 }
@@ -135,6 +141,11 @@ int run(const Flags& f, const Subcommands& sub) {
   wsa::logging::Options lopts;
   lopts.level = f.level;
   if (auto st = wsa::logging::init(lopts); !st) return report(Exit::usage(st.error()));
+  if (sub.netcheck->parsed()) {
+    int code = report(runNetcheck(f.url, *token, f.json));
+    wsa::logging::flush();
+    return code;
+  }
   auto session = Session::connect(
       SessionOptions{f.url, *token, f.agent, *relay, std::chrono::seconds(f.timeout)});
   if (!session) return report(session.exit());

@@ -430,6 +430,10 @@ void Coordinator::setStunTargets(std::vector<StunTarget> targets) {
   m.discovery_->start();
 }
 
+const Discovery::Stats* Coordinator::discoveryStats() const {
+  return impl_->discovery_ ? &impl_->discovery_->stats() : nullptr;
+}
+
 const DiscoveryReport* Coordinator::discoveryReport() const {
   return impl_->discovery_ ? &impl_->discovery_->last() : nullptr;
 }

@@ -438,6 +438,57 @@ TEST_F(ClientTest, ForwardUdpAtItsFlowBoundClosesTheLeastRecentlyUsedFlow) {
       << err;
 }
 
+TEST_F(ClientTest, NetcheckReportsTheReflexiveAddressAndTheRegions) {
+  auto r = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
+                     tmp_.file("alice.token"), "netcheck", "--json"},
+                    scaled(30s));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  // On loopback, the "reflexive" address is the socket's own; one STUN port cannot tell
+  // whether the mapping varies.
+  ASSERT_EQ(j["reflexive"].size(), 1u) << r.out;
+  EXPECT_EQ(j["reflexive"][0].get<std::string>().rfind("127.0.0.1:", 0), 0u) << r.out;
+  EXPECT_TRUE(j["mapping_varies_by_destination"].is_null()) << r.out;
+  EXPECT_EQ(j["preferred_region"], 1) << r.out;
+  EXPECT_GE(j["region_latency_ms"]["1"].get<double>(), 0.0) << r.out;
+  auto text = runSplit({WSA_CLIENT_PATH, "--url", cd_->controlUrl(), "--token-file",
+                        tmp_.file("alice.token"), "netcheck"},
+                       scaled(30s));
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("Reflexive address: 127.0.0.1:"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Preferred region: 1"), std::string::npos) << text.out;
+}
+
+TEST_F(ClientTest, TheAgentShowsItsPeersPathsAndStunFigures) {
+  // A session that stays (a forwarder), so the agent has a peer to show.
+  std::string local;
+  auto fwd = startForward({"forward", "dev", "0:4"}, &local);
+  ASSERT_FALSE(local.empty());
+  auto http = httpRequest("GET", "http://" + local + "/", "", {}, scaled(10s));
+  EXPECT_EQ(http.status, 200) << http.error;
+  nlohmann::json j;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto [status, body] = agent_->debugGet("/debug/overlay");
+        if (status != 200) return false;
+        j = nlohmann::json::parse(body, nullptr, false);
+        return !j.is_discarded() && j["peers"].size() == 1 && j["peers"][0]["path"] == "direct";
+      },
+      scaled(10s)))
+      << j.dump(2);
+  EXPECT_TRUE(j["peers"][0]["has_session"].get<bool>()) << j.dump(2);
+  EXPECT_GT(j["peers"][0]["rx_bytes"].get<double>(), 0.0);
+  EXPECT_FALSE(j["peers"][0]["candidates"].empty()) << j.dump(2);
+  EXPECT_FALSE(j["candidates"].empty()) << j.dump(2);
+  std::string m = agent_->metrics();
+  EXPECT_GT(metricValue(m, "wsa_overlay_stun_responses_total"), 0.0) << m;
+  EXPECT_EQ(metricValue(m, "wsa_overlay_peers_by_path{path=\"direct\"}"), 1.0) << m;
+  EXPECT_GT(metricValue(m, "wsa_overlay_probes_received_total{type=\"ping\"}"), 0.0) << m;
+  fwd->signal(SIGINT);
+  EXPECT_EQ(fwd->wait(scaled(10s)), std::optional<int>(0));
+}
+
 // The agent publishes an endpoint nothing answers on (a closed loopback port): the client's
 // probes to it go unanswered. The relay carries the first packets at once (no waiting for a
 // direct handshake), and the agent's own probes, sent to the client's published endpoints,

@@ -192,6 +192,7 @@ class Coordinator {
   void setStunTargets(std::vector<StunTarget> targets);
   // The last discovery report (null before discovery started).
   const DiscoveryReport* discoveryReport() const;
+  const Discovery::Stats* discoveryStats() const;
   // The endpoints we publish now, with their kinds (overlay::v1::Candidate::Kind).
   std::vector<std::pair<wg::Endpoint, int>> ownCandidates() const;
   // The peer as its node last described it, if known.
