@@ -301,6 +301,7 @@ void Coordinator::Impl::openRelay() {
     relay_backoff_ = options_.relay.backoff_floor;
     log_->info("relay: connected through the control server");
     relay_warned_ = false;
+    engine_.relayConnected();
     if (hooks_.on_relay_ready) hooks_.on_relay_ready();
   };
   cb.on_packets = [this, alive, gen](control::RelayStream::Packets p) {

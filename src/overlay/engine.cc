@@ -10,6 +10,7 @@
 #include "wsa/netstack/udp_forward.h"
 #include "wsa/stun/stun.h"
 #include "wsa/wg/metrics.h"
+#include "wsa/wg/relay_endpoints.h"
 #include "wsa/wg/tun.h"
 #include "wsa/wg/uapi.h"
 #include "wsa/wg/udp.h"
@@ -51,6 +52,12 @@ class Engine::Impl {
     io.traffic = [this](const wg::PublicKey& key) -> uint64_t {
       auto st = device_.peer(key);
       return st ? st->rx_packets + st->tx_packets : 0;
+    };
+    io.path_changed = [this](const wg::PublicKey& key, Path) {
+      // Our initiation sent over the old path (a relay the peer was not yet connected to, a
+      // direct path that died) may be lost; WireGuard would retry after REKEY_TIMEOUT (5 s).
+      // Younger than 250 ms, its answer may still be on the way (a second one would cancel it).
+      device_.retryHandshake(key, std::chrono::milliseconds(250));
     };
     return io;
   }
@@ -307,6 +314,13 @@ void Engine::deliverRelayed(control::RelayStream::Packets packets) {
   for (auto& [key, payload] : packets) {
     impl_->receive(impl_->relay_.endpointFor(key),
                    {reinterpret_cast<uint8_t*>(payload.data()), payload.size()});
+  }
+}
+void Engine::relayConnected() {
+  for (const auto& st : impl_->device_.peers()) {
+    if (wg::RelayEndpoints::isRelay(st.endpoint)) {
+      impl_->device_.retryHandshake(st.public_key, std::chrono::milliseconds(250));
+    }
   }
 }
 PeerPaths& Engine::paths() {

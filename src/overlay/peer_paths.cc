@@ -40,6 +40,7 @@ struct Candidate {
   std::optional<MonoTime> last_pong;
   Duration latency{};
   std::optional<MonoTime> last_ping;
+  std::optional<MonoTime> last_ping_back;  // a ping answering one of the peer's
   MonoTime last_seen{};  // learned ones: the least recently seen goes at the bound
 };
 
@@ -203,6 +204,7 @@ void PeerPaths::Impl::setPath(PeerState& p, Path path, const wg::Endpoint& ep, D
     }
   }
   if (!changed) return;
+  if (io_.path_changed) io_.path_changed(p.key, path);
   if (old != Path::kNone) ++stats_.path_changes;
   if (path == Path::kDirect) ++stats_.to_direct;
   if (path == Path::kRelay) ++stats_.to_relay;
@@ -427,9 +429,13 @@ void PeerPaths::receive(const wg::Endpoint& from, std::span<const uint8_t> datag
       m.sendMessage(p, from, pong);
       if (via_relay || !m.policy_.direct) return;
       // Its source is a way to the peer: a candidate, pinged back unless the path is direct.
+      // A ping getting through means the way may have just opened (the peer's NAT now has a
+      // mapping for us): ping back at once, whatever our own schedule — at most once per 50 ms
+      // per endpoint, so two peers answering each other's pings cannot storm.
       Candidate* c = m.add(p, from, false);
       if (c != nullptr && p.path != Path::kDirect &&
-          (!c->last_ping || now - *c->last_ping >= m.t_.burst_interval / 2)) {
+          (!c->last_ping_back || now - *c->last_ping_back >= std::chrono::milliseconds(50))) {
+        c->last_ping_back = now;
         m.sendPing(p, from, false);
       }
       return;

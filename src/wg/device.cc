@@ -861,6 +861,17 @@ void Device::send(std::span<const uint8_t> ip_packet) {
   impl_->send(ip_packet);
 }
 
+bool Device::retryHandshake(const PublicKey& key, Duration min_age) {
+  auto it = impl_->peers_.find(key);
+  if (it == impl_->peers_.end()) return false;
+  Peer& p = *it->second;
+  if (!p.sent_any || p.current || impl_->clock_.now() - p.last_initiation_sent < min_age) {
+    return false;
+  }
+  initiateHandshake(key);
+  return true;
+}
+
 void Device::initiateHandshake(const PublicKey& key) {
   auto it = impl_->peers_.find(key);
   if (it == impl_->peers_.end()) return;

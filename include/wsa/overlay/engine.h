@@ -131,6 +131,9 @@ class Engine {
   void deliverRelayed(control::RelayStream::Packets packets);
   // The stand-in endpoint for a peer reached through the relay.
   wg::Endpoint relayEndpointFor(const wg::PublicKey& key);
+  // The relay stream was (re)acknowledged: our unanswered initiations to peers on the relay
+  // are sent again (one sent before may have found no stream).
+  void relayConnected();
 
   // --- paths: probes between peers that answer them (peer_paths.h); probe datagrams from the
   // UDP socket and the relay go there, never to the device ---

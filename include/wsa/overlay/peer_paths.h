@@ -110,6 +110,9 @@ class PeerPaths {
     std::function<void(const wg::PublicKey&, const wg::Endpoint& endpoint)> set_endpoint;
     // Datagrams exchanged with the peer so far (any count that grows with traffic).
     std::function<uint64_t(const wg::PublicKey&)> traffic;
+    // The path changed (after set_endpoint): the engine starts a handshake over it when the
+    // peer has no session (one attempted over the old path may have been lost).
+    std::function<void(const wg::PublicKey&, Path)> path_changed;
   };
   // A path change, for logs and owners (wsa ping says when the path changed).
   using OnPathChange = std::function<void(const wg::PublicKey&, const PeerPathView&)>;

@@ -146,6 +146,9 @@ class Device {
   void send(std::span<const uint8_t> ip_packet);
   // Starts a handshake now (rekey on demand).
   void initiateHandshake(const PublicKey& key);
+  // Sends our initiation again now, when we sent one at least `min_age` ago and no session came
+  // of it (the path changed: the first may have been lost on the old one). True when sent.
+  bool retryHandshake(const PublicKey& key, Duration min_age);
 
   std::vector<PeerStatus> peers() const;
   std::optional<PeerStatus> peer(const PublicKey& key) const;

@@ -359,6 +359,39 @@ TEST_F(WgDeviceTest, ReplayedInitiationIsRefused) {
   EXPECT_EQ(b_->device.counters().responses_sent, responses);
 }
 
+TEST_F(WgDeviceTest, RetryHandshakeResendsALostInitiationOnlyWhenOldEnough) {
+  const auto key = b_->device.publicKey();
+  EXPECT_FALSE(a_->device.retryHandshake(key, milliseconds(250)));  // never initiated
+  a_->device.send(ipv4("100.64.0.1", "100.64.0.2", "staged"));
+  ASSERT_EQ(wire_.size(), 1u);
+  wire_.clear();  // the initiation is lost (the old path)
+  clock_.advance(milliseconds(100));
+  EXPECT_FALSE(a_->device.retryHandshake(key, milliseconds(250)));  // its answer may be coming
+  clock_.advance(milliseconds(200));
+  EXPECT_TRUE(a_->device.retryHandshake(key, milliseconds(250)));  // well before REKEY_TIMEOUT
+  ASSERT_EQ(wire_.size(), 1u);
+  EXPECT_EQ(wire_.front().bytes[0], kMsgInitiation);
+  pump();
+  EXPECT_TRUE(a_->device.peer(key)->has_session);
+  EXPECT_EQ(b_->received.size(), 1u);  // the staged packet went out over the new session
+  clock_.advance(seconds(1));
+  EXPECT_FALSE(a_->device.retryHandshake(key, milliseconds(250)));  // a session exists
+}
+
+TEST_F(WgDeviceTest, PinnedEndpointsDoNotRoamButAnswerHandshakesWhereTheyCameFrom) {
+  PeerConfig pin;
+  pin.public_key = a_->device.publicKey();
+  pin.endpoint = *parseEndpoint("198.18.7.7:7");  // b sends to a stand-in a never sees
+  pin.roaming = false;
+  ASSERT_TRUE(b_->device.setPeer(pin));
+  a_->device.send(ipv4("100.64.0.1", "100.64.0.2", "hello"));
+  pump();
+  // The response went back to a's real endpoint, so a has a session...
+  EXPECT_TRUE(a_->device.peer(b_->device.publicKey())->has_session);
+  // ...but b still points at the endpoint it was given.
+  EXPECT_EQ(b_->device.peer(a_->device.publicKey())->endpoint.toString(), "198.18.7.7:7");
+}
+
 TEST_F(WgDeviceTest, InitiationFloodFromOnePeerIsDropped) {
   a_->device.initiateHandshake(b_->device.publicKey());
   clock_.advance(milliseconds(30));  // a new timestamp slot
