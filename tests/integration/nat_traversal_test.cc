@@ -172,6 +172,13 @@ class NatTraversalTest : public ::testing::Test {
         },
         scaled(20s)))
         << view.dump();
+    // And its relay stream is up: its first hello can reach controld before its node (and is
+    // refused, then retried 250 ms later); a client's handshake relayed in that window is lost
+    // and retried only after WireGuard's 5 s REKEY_TIMEOUT. These tests are about the paths of
+    // an agent that is up, so they start once it is.
+    ASSERT_TRUE(waitUntil([&] { return agentMetric("wsa_overlay_relay_connected") == 1.0; },
+                          scaled(10s), 50ms))
+        << agentMetrics();
   }
 
   nlohmann::json agentView() {
@@ -503,7 +510,7 @@ TEST_F(NatTraversalTest, UdpReachesAnEchoServerInTheWorkspace) {
   std::string port = echo_address.substr(echo_address.rfind(':') + 1);
 
   Process::Options fo;
-  fo.argv = wsa({"forward", "--udp", "dev", "0:" + port});
+  fo.argv = wsa({"--log-level", "info", "forward", "--udp", "dev", "0:" + port});
   fo.stderr_path = tmp_.file("forward.err");
   auto fwd = Process::start(fo);
   std::smatch m;
@@ -523,7 +530,7 @@ TEST_F(NatTraversalTest, UdpReachesAnEchoServerInTheWorkspace) {
                       "1200", "--timeout-ms", "5000"},
                      scaled(60s));
   report("udp_200_exchanges_ms", msSince(started));
-  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output << "wsa forward's log:\n" << readText(fo.stderr_path);
   EXPECT_NE(r.output.find("200 of 200 answered intact"), std::string::npos) << r.output;
   auto metrics = agentMetrics();
   EXPECT_EQ(metricValue(metrics, R"(wsa_overlay_udp_datagrams_total{direction="to_local"})"), 200.0)

@@ -17,7 +17,8 @@
 //   exchange --to ADDR:PORT --count N [--max-size S] [--timeout-ms T]
 //       A client of an echo server, in lock step from one socket: datagram i is i*397 % S + 1
 //       bytes (S default 1200) of a fixed pseudo-random pattern, each waited for up to T ms
-//       (default 5000). Prints "K of N answered intact"; exit 0 when all were, 1 otherwise.
+//       (default 5000). Prints "K of N answered intact" (and which were not); exit 0 when all
+//       were, 1 otherwise.
 //   burst --to ADDR:PORT --count N
 //       Sends N datagrams at once.
 //   count --listen ADDR:PORT --for-ms N [--ready FILE]
@@ -266,6 +267,7 @@ int exchange(const Args& args) {
   }
   std::vector<char> buf(65536);
   long intact = 0;
+  std::string missing;
   for (long i = 0; i < count && g_stop == 0; ++i) {
     std::string d(static_cast<size_t>(i * 397 % max_size + 1), '\0');
     auto x = static_cast<uint32_t>(i);
@@ -283,11 +285,14 @@ int exchange(const Args& args) {
       if (n < 0) break;
       if (std::string(buf.data(), static_cast<size_t>(n)) == d) {
         ++intact;
+        d.clear();
         break;
       }
     }
+    if (!d.empty()) missing += " " + std::to_string(i);
   }
   std::printf("%ld of %ld answered intact\n", intact, count);
+  if (!missing.empty()) std::printf("no intact answer to datagram(s)%s\n", missing.c_str());
   return intact == count ? 0 : 1;
 }
 
