@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "support/agent_harness.h"
+#include "support/client_helpers.h"
 #include "support/controld_harness.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -57,29 +58,17 @@ class ClientTest : public ::testing::Test {
     return argv;
   }
   std::string proxyCommand(std::vector<std::string> options = {}) {
-    std::string cmd;
     options.insert(options.end(), {"proxy", "%h", "22"});
-    for (const auto& a : wsa("alice", options)) cmd += (cmd.empty() ? "" : " ") + a;
-    return cmd;
+    return joinArgs(wsa("alice", options));
   }
   SplitResult ssh(const std::string& command, const std::string& input = "",
                   std::vector<std::string> wsa_options = {}) {
-    return runSplit(
-        {"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
-         "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
-         "ProxyCommand=" + proxyCommand(std::move(wsa_options)), "someone@dev", command},
-        scaled(60s), {}, input);
+    return runSplit(sshArgv(proxyCommand(std::move(wsa_options)), command), scaled(60s), {}, input);
   }
   // Sends 8 MiB of pseudo-random bytes up through ssh and compares the remote checksum.
   void uploadChecksummed(uint32_t seed, std::vector<std::string> wsa_options = {}) {
-    std::string data(8 << 20, '\0');
-    uint32_t x = seed;
-    for (auto& c : data) {
-      x = x * 1664525 + 1013904223;
-      c = static_cast<char>(x >> 24);
-    }
-    writeText(tmp_.file("data"), data);
-    auto want = run({"sha256sum", tmp_.file("data")}, 10s).output.substr(0, 64);
+    std::string data = patternBytes(8 << 20, seed);
+    auto want = sha256Hex(data);
     auto up = ssh("sha256sum", data, std::move(wsa_options));
     EXPECT_EQ(up.code, 0) << up.err;
     EXPECT_EQ(up.out.substr(0, 64), want);
@@ -345,15 +334,6 @@ class UdpClient {
   int fd_ = -1;
 };
 
-std::string datagram(size_t n, uint32_t seed) {
-  std::string d(n, '\0');
-  for (auto& c : d) {
-    seed = seed * 1664525 + 1013904223;
-    c = static_cast<char>(seed >> 24);
-  }
-  return d;
-}
-
 TEST_F(ClientTest, ForwardUdpReachesAnEchoServerOnTheWorkspaceLoopback) {
   UdpEcho echo;
   std::string local;
@@ -365,8 +345,8 @@ TEST_F(ClientTest, ForwardUdpReachesAnEchoServerOnTheWorkspaceLoopback) {
   size_t bytes = 0;
   int intact = 0;
   for (int i = 0; i < 200; ++i) {
-    std::string d = datagram(1 + static_cast<size_t>(i * 397) % 1200, static_cast<uint32_t>(i));
-    if (i == 199) d = datagram(1200, 199);
+    std::string d = patternBytes(1 + static_cast<size_t>(i * 397) % 1200, static_cast<uint32_t>(i));
+    if (i == 199) d = patternBytes(1200, 199);
     bytes += d.size();
     bool ok = false;
     std::string back = client.exchange(d, &ok);
@@ -415,7 +395,8 @@ TEST_F(ClientTest, ForwardUdpAtItsFlowBoundClosesTheLeastRecentlyUsedFlow) {
   int answered = 0;
   for (int round = 0; round < 2; ++round) {
     for (int i = 0; i < 5; ++i) {
-      std::string d = datagram(100 + static_cast<size_t>(i), static_cast<uint32_t>(round * 10 + i));
+      std::string d =
+          patternBytes(100 + static_cast<size_t>(i), static_cast<uint32_t>(round * 10 + i));
       bool ok = false;
       answered += clients[static_cast<size_t>(i)]->exchange(d, &ok) == d ? 1 : 0;
     }

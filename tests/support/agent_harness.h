@@ -54,6 +54,9 @@ class AgentHarness {
   Options& options() { return options_; }
   // The agent's ready file: bound addresses ("pty", "speedtest", "api", "prometheus", ...).
   const nlohmann::json& ready() const { return ready_; }
+  // Where the agent serves /metrics and /debug/* ("127.0.0.1:port", in the agent's namespace).
+  const std::string& prometheusAddress() const { return prometheus_; }
+  const std::string& debugAddress() const { return debug_; }
 
  private:
   TempDir dir_;

@@ -22,6 +22,10 @@ class ControldHarness {
  public:
   struct Options {
     bool grpc_on_unix_socket = false;
+    // --grpc-listen (unless grpc_on_unix_socket) and --http-listen: ephemeral loopback ports by
+    // default; a NAT lab test listens on its inet address (198.18.0.1:0).
+    std::string grpc_listen = "127.0.0.1:0";
+    std::string http_listen = "127.0.0.1:0";
     std::vector<std::string> extra_args;
     std::vector<std::string> wrapper;  // argv prefix (e.g. a program that execs controld)
     // --stun-listen values (an ephemeral loopback port by default, so parallel tests do not

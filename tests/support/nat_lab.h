@@ -45,7 +45,8 @@ const char* natModeName(NatMode mode);
 //   if (auto why = natLabUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
 std::string natLabUnavailableReason();
 
-// The path of the helper binary (reflect, punch, burst, count, delay; see nat_lab_helper.cc).
+// The path of the helper binary (reflect, punch, echo, exchange, burst, count, delay;
+// see nat_lab_helper.cc).
 std::string natLabHelperPath();
 
 class NatLab {

@@ -1,6 +1,6 @@
 // wsa-nat-lab-helper: the small network programs the NAT lab (support/nat_lab.h) and its tests
 // run inside their namespaces, so that no test depends on socat or python. Every mode is
-// bounded in time except `reflect` and `delay`, which run until they are signalled.
+// bounded in time except `reflect`, `echo` and `delay`, which run until they are signalled.
 //
 //   reflect --listen ADDR:PORT [--ready FILE]
 //       A toy STUN server: answers every UDP datagram with the text "IP:PORT" of the source
@@ -11,6 +11,14 @@
 //       100 ms while answering the peer's punches. Prints "direct PEER" (exit 0) when a punch
 //       arrived, "blocked PEER" (exit 1) when none did by the deadline; exit 3 when the reflector
 //       did not answer, 4 when the peer's address did not appear.
+//   echo --listen ADDR:PORT [--ready FILE]
+//       A UDP echo server: answers every datagram (up to 64 KiB) with itself. The ready file
+//       holds the bound address ("127.0.0.1:41234"; port 0 picks one).
+//   exchange --to ADDR:PORT --count N [--max-size S] [--timeout-ms T]
+//       A client of an echo server, in lock step from one socket: datagram i is i*397 % S + 1
+//       bytes (S default 1200) of a fixed pseudo-random pattern, each waited for up to T ms
+//       (default 5000). Prints "K of N answered intact" (and which were not); exit 0 when all
+//       were, 1 otherwise.
 //   burst --to ADDR:PORT --count N
 //       Sends N datagrams at once.
 //   count --listen ADDR:PORT --for-ms N [--ready FILE]
@@ -34,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -223,6 +232,70 @@ int punch(const Args& args) {
   return got ? 0 : 1;
 }
 
+int echo(const Args& args) {
+  sockaddr_in listen = args.address("listen");
+  int fd = udpSocket(&listen);
+  sockaddr_in bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  if (auto ready = args.get("ready", ""); !ready.empty()) {
+    writeAtomically(ready, formatAddress(bound) + "\n");
+  }
+  std::vector<char> buf(65536);
+  while (g_stop == 0) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    ssize_t n =
+        ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (n < 0) continue;
+    ::sendto(fd, buf.data(), static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from),
+             from_len);
+  }
+  return 0;
+}
+
+int exchange(const Args& args) {
+  sockaddr_in to = args.address("to");
+  long count = args.number("count", 1);
+  long max_size = std::max(1L, std::min(65000L, args.number("max-size", 1200)));
+  auto timeout = std::chrono::milliseconds(args.number("timeout-ms", 5000));
+  int fd = udpSocket(nullptr);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    die("connect " + formatAddress(to) + ": " + std::strerror(errno));
+  }
+  std::vector<char> buf(65536);
+  long intact = 0;
+  std::string missing;
+  for (long i = 0; i < count && g_stop == 0; ++i) {
+    std::string d(static_cast<size_t>(i * 397 % max_size + 1), '\0');
+    auto x = static_cast<uint32_t>(i);
+    for (auto& c : d) {
+      x = x * 1664525 + 1013904223;
+      c = static_cast<char>(x >> 24);
+    }
+    if (::send(fd, d.data(), d.size(), 0) != static_cast<ssize_t>(d.size())) continue;
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<long>(0, left.count()))) <= 0) break;
+      ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+      if (n < 0) break;
+      if (std::string(buf.data(), static_cast<size_t>(n)) == d) {
+        ++intact;
+        d.clear();
+        break;
+      }
+    }
+    if (!d.empty()) missing += " " + std::to_string(i);
+  }
+  std::printf("%ld of %ld answered intact\n", intact, count);
+  if (!missing.empty()) std::printf("no intact answer to datagram(s)%s\n", missing.c_str());
+  return intact == count ? 0 : 1;
+}
+
 int burst(const Args& args) {
   sockaddr_in to = args.address("to");
   long count = args.number("count", 1);
@@ -405,7 +478,8 @@ int delay(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) die("usage: wsa-nat-lab-helper reflect|punch|burst|count|delay --KEY VALUE...");
+  if (argc < 2)
+    die("usage: wsa-nat-lab-helper reflect|punch|echo|exchange|burst|count|delay --KEY VALUE...");
   std::string mode = argv[1];
   Args args;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -421,6 +495,8 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IONBF, 0);
   if (mode == "reflect") return reflect(args);
   if (mode == "punch") return punch(args);
+  if (mode == "echo") return echo(args);
+  if (mode == "exchange") return exchange(args);
   if (mode == "burst") return burst(args);
   if (mode == "count") return count(args);
   if (mode == "delay") return delay(args);
