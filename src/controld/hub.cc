@@ -3,6 +3,8 @@
 #include <google/protobuf/util/time_util.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "wsa/common/metrics.h"
@@ -19,9 +21,20 @@ constexpr size_t kWireGuardKeyBytes = 32;
 constexpr size_t kMaxIssuedClients = 4096;
 }  // namespace
 
-Hub::Hub(std::vector<AgentIdentity> agents, Callbacks callbacks)
-    : callbacks_(std::move(callbacks)) {
+Hub::Hub(std::vector<AgentIdentity> agents, Callbacks callbacks, TicketIssuing tickets)
+    : callbacks_(std::move(callbacks)), issuing_(std::move(tickets)) {
   for (auto& a : agents) agents_[a.id] = std::move(a);
+  if (!issuing_.now_unix_ms) {
+    issuing_.now_unix_ms = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+  }
+}
+
+int64_t Hub::nowMs() const {
+  return issuing_.now_unix_ms();
 }
 
 bool Hub::openStream(StreamHandle* stream) {
@@ -206,13 +219,18 @@ void Hub::coordinate(CoordinationSink* sink, const Principal& who,
   CloseList to_close;
   {
     std::lock_guard lock(mu_);
-    coordinateLocked(sink, who, req, &to_close);
+    std::set<std::string> tickets;
+    coordinateLocked(sink, who, req, &to_close, &tickets);
+    // Once per request, after all of it applied (a node and a tunnel in one request: one
+    // ticket each, not two).
+    issueTicketsLocked(tickets);
   }
   closeAll(to_close);
 }
 
 void Hub::coordinateLocked(CoordinationSink* sink, const Principal& who,
-                           const ov::CoordinateRequest& req, CloseList* to_close) {
+                           const ov::CoordinateRequest& req, CloseList* to_close,
+                           std::set<std::string>* tickets) {
   if (shut_down_) return;
   Peer* self = peerBySinkLocked(sink);
 
@@ -280,6 +298,9 @@ void Hub::coordinateLocked(CoordinationSink* sink, const Principal& who,
       auto it = peers_.find(other);
       if (it != peers_.end()) sendNodeLocked(*self, it->second);
     }
+    // Its ticket names its (maybe new) key; its counterparts' tickets name that key too.
+    tickets->merge(counterpartsLocked(self->id));
+    tickets->insert(self->id);
   }
 
   if (self == nullptr && (req.has_add_tunnel() || req.has_remove_tunnel() ||
@@ -306,6 +327,7 @@ void Hub::coordinateLocked(CoordinationSink* sink, const Principal& who,
         sendNodeLocked(*self, ap->second);
         sendNodeLocked(ap->second, *self);
       }
+      tickets->insert({self->id, agent_id});
     }
   }
 
@@ -313,6 +335,7 @@ void Hub::coordinateLocked(CoordinationSink* sink, const Principal& who,
     const std::string& agent_id = req.remove_tunnel().id();
     if (tunnels_.erase({self->id, agent_id}) > 0) {
       sendGoneLocked(agent_id, self->id, true, "tunnel removed");
+      tickets->insert({self->id, agent_id});
     }
   }
 
@@ -350,18 +373,17 @@ void Hub::coordinationEndedLocked(CoordinationSink* sink, CloseList* to_close) {
   bool graceful = p->second.graceful;
   bool is_agent = p->second.is_agent;
   std::string reason = graceful ? "peer disconnected" : "peer connection lost";
-  for (const auto& other : counterpartsLocked(id)) sendGoneLocked(other, id, graceful, reason);
+  auto counterparts = counterpartsLocked(id);
+  for (const auto& other : counterparts) sendGoneLocked(other, id, graceful, reason);
   // Relay registrations of this peer's key end with it.
   if (p->second.node) {
-    auto r = relays_.find(p->second.node->key());
-    if (r != relays_.end()) {
-      RelaySink* rs = r->second;
-      relays_.erase(r);
-      relay_keys_.erase(rs);
+    if (RelaySink* rs = router_.unbindKey(p->second.node->key())) {
       to_close->emplace_back(rs->shared_from_this(), "coordination stream ended");
     }
   }
   peers_.erase(p);
+  // Its key leaves the tickets of the peers that could reach it.
+  issueTicketsLocked(counterparts);
   if (!is_agent) {
     // A client's tunnels and identity end with its stream; an agent's tunnels persist so
     // clients reconnect to it when it comes back.
@@ -395,14 +417,9 @@ std::string Hub::addRelayLocked(RelaySink* sink, const Principal& who, const std
   for (const auto& [id, peer] : peers_) {
     if (!peer.node || peer.node->key() != key) continue;
     if (peer.who.kind != who.kind || peer.who.name != who.name) break;
-    auto existing = relays_.find(key);
-    if (existing != relays_.end() && existing->second != sink) {
-      relay_keys_.erase(existing->second);
-      to_close->emplace_back(existing->second->shared_from_this(),
-                             "replaced by a newer relay stream");
+    if (RelaySink* old = router_.bind(sink, key, id)) {
+      to_close->emplace_back(old->shared_from_this(), "replaced by a newer relay stream");
     }
-    relays_[key] = sink;
-    relay_keys_[sink] = RelayBinding{key, id};
     return "";
   }
   return "hello_key was not published by this caller through Coordinate";
@@ -410,57 +427,81 @@ std::string Hub::addRelayLocked(RelaySink* sink, const Principal& who, const std
 
 void Hub::removeRelay(RelaySink* sink) {
   std::lock_guard lock(mu_);
-  auto it = relay_keys_.find(sink);
-  if (it == relay_keys_.end()) return;
-  auto r = relays_.find(it->second.key);
-  if (r != relays_.end() && r->second == sink) relays_.erase(r);
-  relay_keys_.erase(it);
+  router_.unbind(sink);
 }
 
 void Hub::relay(RelaySink* from, const std::string& dest_key, const std::string& payload) {
   std::lock_guard lock(mu_);
-  auto src = relay_keys_.find(from);
-  if (src == relay_keys_.end()) {
-    ++counters_.relay_denied;
-    return;
-  }
-  auto dst = relays_.find(dest_key);
-  if (dst == relays_.end()) {
-    ++counters_.relay_no_route;
-    return;
-  }
-  auto dst_binding = relay_keys_.find(dst->second);
   // Only peers with a tunnel between them may exchange packets, and only under the keys they
   // publish now (a peer that changed its key must bind again). Lookups are by id: O(log n).
-  auto publishes = [this](const RelayBinding& b) {
-    auto p = peers_.find(b.peer_id);
+  auto publishes = [this](const RelayRouter::Binding& b) {
+    auto p = peers_.find(b.owner);
     return p != peers_.end() && p->second.node && p->second.node->key() == b.key;
   };
-  if (dst_binding == relay_keys_.end() || !publishes(src->second) ||
-      !publishes(dst_binding->second) ||
-      !tunnelLocked(src->second.peer_id, dst_binding->second.peer_id)) {
-    ++counters_.relay_denied;
-    return;
+  router_.route(from, dest_key, payload,
+                [&](const RelayRouter::Binding& src, const RelayRouter::Binding& dst) {
+                  return publishes(src) && publishes(dst) && tunnelLocked(src.owner, dst.owner);
+                });
+}
+
+bool Hub::issueTicketLocked(Peer& p, bool force) {
+  if (issuing_.signer == nullptr || !p.node || p.sink == nullptr) return false;
+  std::set<std::string> may_reach;
+  for (const auto& other : counterpartsLocked(p.id)) {
+    auto it = peers_.find(other);
+    if (it != peers_.end() && it->second.node) may_reach.insert(it->second.node->key());
   }
-  if (dst->second->pushPacket(src->second.key, payload)) {
-    ++counters_.relay_forwarded;
-  } else {
-    ++counters_.relay_queue_full;
+  int64_t now = nowMs();
+  const std::string& key = p.node->key();
+  if (!force && p.ticket && p.ticket->key == key && p.ticket->may_reach == may_reach &&
+      now - p.ticket->issued_unix_ms < issuing_.lifetime_ms / 2) {
+    return false;
   }
+  // Serials increase across restarts too: they start from the clock.
+  ticket_serial_ = std::max<uint64_t>(ticket_serial_ + 1, static_cast<uint64_t>(now));
+  ov::RelayTicketBody body;
+  body.set_key(key);
+  for (const auto& k : may_reach) body.add_may_reach(k);
+  body.set_not_after_unix_ms(now + issuing_.lifetime_ms);
+  body.set_serial(ticket_serial_);
+  ov::CoordinateResponse r;
+  *r.mutable_relay_ticket() = issuing_.signer->sign(body);
+  p.ticket = Peer::Ticket{key, std::move(may_reach), now};
+  ++tickets_issued_;
+  p.sink->pushCoordination(r);
+  return true;
+}
+
+void Hub::issueTicketsLocked(const std::set<std::string>& peer_ids) {
+  for (const auto& id : peer_ids) {
+    auto it = peers_.find(id);
+    if (it != peers_.end()) issueTicketLocked(it->second);
+  }
+}
+
+size_t Hub::refreshTickets() {
+  std::lock_guard lock(mu_);
+  if (shut_down_) return 0;
+  size_t n = 0;
+  for (auto& [id, p] : peers_) n += issueTicketLocked(p) ? 1 : 0;
+  return n;
+}
+
+uint64_t Hub::ticketsIssued() const {
+  std::lock_guard lock(mu_);
+  return tickets_issued_;
 }
 
 HubCounters Hub::counters() const {
   std::lock_guard lock(mu_);
-  return counters_;
+  return router_.counters();
 }
 
 void Hub::collectMetrics(metrics::Families& out) const {
   std::lock_guard lock(mu_);
-  out.counters("wsa_controld_relay_packets_total", "Relay packets by outcome")
-      .add(counters_.relay_forwarded, {{"result", "forwarded"}})
-      .add(counters_.relay_no_route, {{"result", "no_route"}})
-      .add(counters_.relay_denied, {{"result", "denied"}})
-      .add(counters_.relay_queue_full, {{"result", "queue_full"}});
+  router_.collect(out);
+  out.counter("wsa_controld_relay_tickets_issued_total", "Relay tickets sent to coordinating peers",
+              tickets_issued_);
   out.gauge("wsa_controld_connected_agents", "Agents with an open event stream", events_.size());
 }
 

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "controld/relay_router.h"
+#include "controld/relay_ticket.h"
 #include "wsa/agent/v1/events.pb.h"
 #include "wsa/overlay/v1/coordinate.pb.h"
 #include "wsa/overlay/v1/relay.pb.h"
@@ -40,15 +42,6 @@ struct AgentIdentity {
   std::set<std::string> allowed_users;
 };
 
-// Every open server stream. Streams are owned by shared_ptrs (the stream holds itself until
-// its OnDone), so the hub can keep one alive while it calls closeStream outside its lock.
-class StreamHandle : public std::enable_shared_from_this<StreamHandle> {
- public:
-  virtual ~StreamHandle() = default;
-  // Ends the stream (server shutdown, replaced by a newer one). Idempotent.
-  virtual void closeStream(const std::string& reason) = 0;
-};
-
 class EventSink : public virtual StreamHandle {
  public:
   // Queues an event; false if the stream's queue is full or the stream ended.
@@ -60,17 +53,14 @@ class CoordinationSink : public virtual StreamHandle {
   virtual bool pushCoordination(const overlay::v1::CoordinateResponse& response) = 0;
 };
 
-class RelaySink : public virtual StreamHandle {
- public:
-  // Queues one packet from `source_key`; false when the queue is full (the packet is dropped).
-  virtual bool pushPacket(const std::string& source_key, const std::string& payload) = 0;
-};
+using HubCounters = RelayCounters;
 
-struct HubCounters {
-  uint64_t relay_forwarded = 0;
-  uint64_t relay_no_route = 0;
-  uint64_t relay_denied = 0;
-  uint64_t relay_queue_full = 0;
+// How the hub issues relay tickets (relay_ticket.h) to coordinating peers.
+struct TicketIssuing {
+  const RelayTicketSigner* signer = nullptr;  // null: no tickets
+  // Wall-clock time in Unix milliseconds (default: the system clock).
+  std::function<int64_t()> now_unix_ms;
+  int64_t lifetime_ms = 10 * 60 * 1000;
 };
 
 class Hub {
@@ -80,7 +70,7 @@ class Hub {
     std::function<void(const std::string& agent_id, bool connected)> on_agent_connection;
   };
 
-  Hub(std::vector<AgentIdentity> agents, Callbacks callbacks);
+  Hub(std::vector<AgentIdentity> agents, Callbacks callbacks, TicketIssuing tickets = {});
 
   // Every stream registers when it starts and unregisters in OnDone (after which the hub never
   // touches it). openStream is false once the hub is shutting down: finish the call at once.
@@ -101,6 +91,13 @@ class Hub {
   struct ClientIdentity {
     std::string id;
     std::vector<std::string> addresses;
+    // The last relay ticket sent on this stream.
+    struct Ticket {
+      std::string key;
+      std::set<std::string> may_reach;
+      int64_t issued_unix_ms = 0;
+    };
+    std::optional<Ticket> ticket;
   };
   // Issues a fresh client peer identity for `user`; `ipv4_taken` reports addresses in use.
   ClientIdentity issueClient(const std::string& user);
@@ -120,6 +117,13 @@ class Hub {
   void removeRelay(RelaySink* sink);
   void relay(RelaySink* from, const std::string& dest_key, const std::string& payload);
   HubCounters counters() const;
+
+  // --- relay tickets ---
+  // Reissues the tickets past half their lifetime (a periodic sweep, every minute or so).
+  // Tickets are also (re)issued, within the coordination call, whenever a peer's key or the
+  // keys it may reach change. Returns the number issued.
+  size_t refreshTickets();
+  uint64_t ticketsIssued() const;
   // The hub's collector: relay packets by outcome and the agents with an open event stream.
   void collectMetrics(metrics::Families& out) const;
 
@@ -135,12 +139,21 @@ class Hub {
     std::optional<overlay::v1::Node> node;
     bool graceful = false;
     std::vector<std::string> addresses;
+    // The last relay ticket sent on this stream.
+    struct Ticket {
+      std::string key;
+      std::set<std::string> may_reach;
+      int64_t issued_unix_ms = 0;
+    };
+    std::optional<Ticket> ticket;
   };
 
   using CloseList = std::vector<std::pair<std::shared_ptr<StreamHandle>, std::string>>;
   void closeAll(const CloseList& list);
+  // `tickets`: the peers whose relay tickets the request may have changed.
   void coordinateLocked(CoordinationSink* sink, const Principal& who,
-                        const overlay::v1::CoordinateRequest& request, CloseList* to_close);
+                        const overlay::v1::CoordinateRequest& request, CloseList* to_close,
+                        std::set<std::string>* tickets);
   void coordinationEndedLocked(CoordinationSink* sink, CloseList* to_close);
   std::string addRelayLocked(RelaySink* sink, const Principal& who, const std::string& key,
                              CloseList* to_close);
@@ -151,6 +164,11 @@ class Hub {
   std::set<std::string> counterpartsLocked(const std::string& peer_id) const;
   bool tunnelLocked(const std::string& a, const std::string& b) const;
   Peer* peerBySinkLocked(CoordinationSink* sink);
+  // Sends `p` a fresh ticket when its key or reachable keys changed, or it is past half-life
+  // (or always, with `force`). True if one was sent.
+  bool issueTicketLocked(Peer& p, bool force = false);
+  void issueTicketsLocked(const std::set<std::string>& peer_ids);
+  int64_t nowMs() const;
 
   mutable std::mutex mu_;
   Callbacks callbacks_;
@@ -165,13 +183,10 @@ class Hub {
   std::map<CoordinationSink*, std::string> sink_peer_;
   std::set<StreamHandle*> open_;
   std::set<std::pair<std::string, std::string>> tunnels_;  // (client id, agent id)
-  std::map<std::string, RelaySink*> relays_;               // key -> sink
-  struct RelayBinding {
-    std::string key;
-    std::string peer_id;  // who published the key when the stream was bound
-  };
-  std::map<RelaySink*, RelayBinding> relay_keys_;  // sink -> binding
-  HubCounters counters_;
+  RelayRouter router_;  // binding owner: the peer id that published the key
+  TicketIssuing issuing_;
+  uint64_t ticket_serial_ = 0;
+  uint64_t tickets_issued_ = 0;
 };
 
 }  // namespace wsa::controld
