@@ -62,7 +62,7 @@ json bannerJson(const std::optional<Banner>& b) {
 
 }  // namespace
 
-http::Router makeAdminRouter(ServiceContext& ctx) {
+http::Router makeHealthRouter(ServiceContext& ctx) {
   http::Router r;
   r.addSync("GET", "/healthz", [](Request&) { return jsonResponse(200, {{"status", "ok"}}); });
   r.addSync("GET", "/metrics", [&ctx](Request&) {
@@ -70,6 +70,11 @@ http::Router makeAdminRouter(ServiceContext& ctx) {
     resp.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     return resp;
   });
+  return r;
+}
+
+http::Router makeAdminRouter(ServiceContext& ctx) {
+  http::Router r = makeHealthRouter(ctx);
   r.addSync("GET", "/api/v1/agents", admin(ctx, [&ctx](Request&) {
               json list = json::array();
               for (const auto& a : ctx.store->listAgents()) {

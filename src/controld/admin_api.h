@@ -7,5 +7,7 @@
 namespace wsa::controld {
 
 http::Router makeAdminRouter(ServiceContext& ctx);
+// /healthz and /metrics alone (controld --relay-only).
+http::Router makeHealthRouter(ServiceContext& ctx);
 
 }  // namespace wsa::controld

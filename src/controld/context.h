@@ -53,5 +53,8 @@ struct ServiceContext {
 
 std::unique_ptr<grpc::Service> makeAgentService(ServiceContext& ctx);
 std::unique_ptr<grpc::Service> makeOverlayService(ServiceContext& ctx);
+class TicketRelay;
+// controld --relay-only: Overlay.Relay on `relay` (tickets, no tokens); other calls UNIMPLEMENTED.
+std::unique_ptr<grpc::Service> makeRelayOnlyService(ServiceContext& ctx, TicketRelay& relay);
 
 }  // namespace wsa::controld

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   std::string log_format = "text";
   bool example = false;
   bool check = false;
+  bool print_relay_key = false;
   app.add_flag("--example-config", example,
                "Print a complete working config (fresh tokens) and exit");
   app.add_option("--config", opts.config_path, "JSON config file (see --example-config)")
@@ -51,6 +52,22 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
+  app.add_flag("--print-relay-key", print_relay_key,
+               "Print the public key relay tickets are signed with (base64; creates "
+               "<data-dir>/relay-signing.key if there is none) and exit: give it to relay-only "
+               "nodes as --relay-trusted-key");
+  app.add_flag("--relay-only", opts.relay_only,
+               "Run as a relay node apart from the control server: Overlay.Relay (relay tickets, "
+               "no tokens), STUN, /metrics and /healthz; no database, --config optional "
+               "({\"relay_trusted_keys\": [...]})")
+      ->envname("WSA_CONTROLD_RELAY_ONLY");
+  app.add_option("--relay-trusted-key", opts.relay_trusted_keys,
+                 "With --relay-only: a control server's relay public key (controld "
+                 "--print-relay-key); repeatable (key rotation)")
+      ->envname("WSA_CONTROLD_RELAY_TRUSTED_KEY");
+  app.add_option("--max-relay-streams", opts.max_relay_streams,
+                 "With --relay-only: relay streams served at once; more are refused")
+      ->capture_default_str();
   app.set_version_flag("--version", WSA_VERSION);
   WSA_CLI_PARSE(app, argc, argv);
 
@@ -73,6 +90,36 @@ int main(int argc, char** argv) {
   if (auto st = logging::init(lopts); !st) {
     std::cerr << "controld: " << st.error() << "\n";
     return 2;
+  }
+  if (print_relay_key) {
+    auto key = controld::relaySigningPublicKey(opts.data_dir.empty() ? controld::defaultDataDir()
+                                                                     : opts.data_dir);
+    if (!key) {
+      std::cerr << "controld: " << key.error() << "\n";
+      return 1;
+    }
+    std::cout << *key << "\n";
+    return 0;
+  }
+  if (opts.relay_only) {
+    if (!opts.config_path.empty()) {
+      auto keys = controld::loadRelayOnlyConfig(opts.config_path);
+      if (!keys) {
+        std::cerr << "controld: " << keys.error() << "\n";
+        return 2;
+      }
+      opts.relay_trusted_keys.insert(opts.relay_trusted_keys.end(), keys->begin(), keys->end());
+    }
+    if (check) {
+      std::cout << "relay-only: " << opts.relay_trusted_keys.size() << " trusted key(s)\n";
+      return 0;
+    }
+    auto server = controld::Controld::create(std::move(opts), controld::Config{});
+    if (!server) {
+      std::cerr << "controld: " << server.error() << "\n";
+      return 1;
+    }
+    return (*server)->run();
   }
   if (opts.config_path.empty()) {
     std::cerr

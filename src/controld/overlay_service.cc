@@ -3,6 +3,7 @@
 #include "controld/context.h"
 #include "controld/grpc_common.h"
 #include "controld/reactors.h"
+#include "controld/ticket_relay.h"
 #include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 
 namespace wsa::controld {
@@ -112,18 +113,66 @@ class RelayMapStream final
   std::shared_ptr<RelayMapStream> self_;
 };
 
+Status toStatus(const RelayRefusal& r) {
+  switch (r.code) {
+    case RelayRefusal::Code::kInvalidArgument:
+      return Status(StatusCode::INVALID_ARGUMENT, r.message);
+    case RelayRefusal::Code::kPermissionDenied:
+      return Status(StatusCode::PERMISSION_DENIED, r.message);
+    case RelayRefusal::Code::kResourceExhausted:
+      return Status(StatusCode::RESOURCE_EXHAUSTED, r.message);
+    case RelayRefusal::Code::kUnavailable:
+      break;
+  }
+  return Status(StatusCode::UNAVAILABLE, r.message);
+}
+
+// The built-in relay for one authenticated caller: the hello names a key the same caller
+// published through Coordinate; tickets are ignored.
+class HubRelay final : public RelayBackend {
+ public:
+  HubRelay(Hub& hub, Principal who) : hub_(hub), who_(std::move(who)) {}
+  std::optional<RelayRefusal> openRelayStream(StreamHandle* stream) override {
+    if (hub_.openStream(stream)) return std::nullopt;
+    return RelayRefusal{RelayRefusal::Code::kUnavailable, "server is shutting down"};
+  }
+  void relayStreamDone(RelaySink* sink) override {
+    hub_.removeRelay(sink);
+    hub_.streamDone(sink);
+  }
+  std::optional<RelayRefusal> hello(RelaySink* sink, const ov::RelayRequest& hello) override {
+    std::string err = hub_.addRelay(sink, who_, hello.hello_key());
+    if (err.empty()) return std::nullopt;
+    return RelayRefusal{RelayRefusal::Code::kPermissionDenied, err};
+  }
+  void ticket(RelaySink*, const ov::RelayTicket&) override {}
+  void relay(RelaySink* from, const std::string& dest_key, const std::string& payload) override {
+    hub_.relay(from, dest_key, payload);
+  }
+
+ private:
+  Hub& hub_;
+  Principal who_;
+};
+
+// Overlay.Relay's stream, on the built-in relay (HubRelay) or a relay-only node's (TicketRelay).
 class RelayStream final
     : public QueuedWriteReactor<ov::RelayResponse,
                                 grpc::ServerBidiReactor<ov::RelayRequest, ov::RelayResponse>>,
       public RelaySink {
  public:
-  RelayStream(ServiceContext& ctx, Principal who)
-      : QueuedWriteReactor(kMaxRelayQueue), ctx_(ctx), who_(std::move(who)) {}
+  // `owned`, if set, is `backend` and lives as long as the stream.
+  RelayStream(ServiceContext& ctx, RelayBackend* backend, std::unique_ptr<RelayBackend> owned)
+      : QueuedWriteReactor(kMaxRelayQueue),
+        ctx_(ctx),
+        backend_(*backend),
+        owned_(std::move(owned)) {}
 
   void start(std::shared_ptr<RelayStream> self) {
     self_ = std::move(self);
-    if (!ctx_.hub->openStream(this)) {
-      finishAfterWrites(Status(StatusCode::UNAVAILABLE, "server is shutting down"));
+    if (auto refused = backend_.openRelayStream(this)) {
+      opened_ = false;
+      finishAfterWrites(toStatus(*refused));
       return;
     }
     StartRead(&request_);
@@ -159,13 +208,14 @@ class RelayStream final
             Status(StatusCode::INVALID_ARGUMENT, "the first relay message must carry hello_key"));
         return;
       }
-      std::string err = ctx_.hub->addRelay(this, who_, request_.hello_key());
-      if (!err.empty()) {
-        finishAfterWrites(Status(StatusCode::PERMISSION_DENIED, err));
+      if (auto refused = backend_.hello(this, request_)) {
+        finishAfterWrites(toStatus(*refused));
         return;
       }
       bound_ = true;
       enqueue(ov::RelayResponse());  // acknowledges the hello
+    } else if (request_.has_ticket()) {
+      backend_.ticket(this, request_.ticket());
     }
     if (request_.packets_size() > kMaxPacketsPerRequest) {
       finishAfterWrites(
@@ -174,23 +224,24 @@ class RelayStream final
     }
     for (const auto& p : request_.packets()) {
       if (p.payload().size() > kMaxPayload || p.payload().empty()) continue;
-      ctx_.hub->relay(this, p.peer_key(), p.payload());
+      backend_.relay(this, p.peer_key(), p.payload());
     }
     request_.Clear();
     StartRead(&request_);
   }
   void OnCancel() override { finishAfterWrites(Status(StatusCode::CANCELLED, "cancelled")); }
   void OnDone() override {
-    ctx_.hub->removeRelay(this);
-    ctx_.hub->streamDone(this);
+    if (opened_) backend_.relayStreamDone(this);
     self_.reset();
   }
 
  private:
   ServiceContext& ctx_;
-  Principal who_;
+  RelayBackend& backend_;
+  std::unique_ptr<RelayBackend> owned_;
   ov::RelayRequest request_;
   bool bound_ = false;
+  bool opened_ = true;
   std::shared_ptr<RelayStream> self_;
 };
 
@@ -235,7 +286,9 @@ class OverlayService final : public ov::Overlay::CallbackService {
     if (!auth.who) {
       return refused<grpc::ServerBidiReactor<ov::RelayRequest, ov::RelayResponse>>(auth.status);
     }
-    auto s = std::make_shared<RelayStream>(ctx_, *auth.who);
+    auto backend = std::make_unique<HubRelay>(*ctx_.hub, *auth.who);
+    auto* b = backend.get();
+    auto s = std::make_shared<RelayStream>(ctx_, b, std::move(backend));
     s->start(s);
     return s.get();
   }
@@ -277,10 +330,33 @@ class OverlayService final : public ov::Overlay::CallbackService {
   ServiceContext& ctx_;
 };
 
+// A relay-only node's Overlay service: Relay alone (the other calls stay UNIMPLEMENTED), no
+// bearer tokens: the relay ticket in the hello is the credential.
+class RelayOnlyService final : public ov::Overlay::CallbackService {
+ public:
+  RelayOnlyService(ServiceContext& ctx, TicketRelay& relay) : ctx_(ctx), relay_(relay) {}
+
+  grpc::ServerBidiReactor<ov::RelayRequest, ov::RelayResponse>* Relay(
+      grpc::CallbackServerContext*) override {
+    ctx_.metrics->rpc("Relay", 0);
+    auto s = std::make_shared<RelayStream>(ctx_, &relay_, nullptr);
+    s->start(s);
+    return s.get();
+  }
+
+ private:
+  ServiceContext& ctx_;
+  TicketRelay& relay_;
+};
+
 }  // namespace
 
 std::unique_ptr<grpc::Service> makeOverlayService(ServiceContext& ctx) {
   return std::make_unique<OverlayService>(ctx);
+}
+
+std::unique_ptr<grpc::Service> makeRelayOnlyService(ServiceContext& ctx, TicketRelay& relay) {
+  return std::make_unique<RelayOnlyService>(ctx, relay);
 }
 
 }  // namespace wsa::controld

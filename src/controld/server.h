@@ -27,7 +27,24 @@ struct ControldOptions {
   std::vector<std::string> stun_listen;
   StunLimits stun_limits;
   std::chrono::milliseconds shutdown_grace{5000};
+
+  // Relay tickets (docs/protocol.md): the signing key is <data_dir>/relay-signing.key.
+  std::chrono::milliseconds ticket_lifetime{10 * 60 * 1000};
+  std::chrono::milliseconds ticket_sweep_interval{30 * 1000};
+
+  // --relay-only: serve Overlay.Relay alone (tickets signed by one of `relay_trusted_keys`,
+  // base64 Ed25519 public keys), STUN, /metrics and /healthz; no database, no config needed.
+  bool relay_only = false;
+  std::vector<std::string> relay_trusted_keys;
+  size_t max_relay_streams = 4096;
 };
+
+// The relay signing key's path in `data_dir`.
+std::string relaySigningKeyPath(const std::string& data_dir);
+// Loads (or creates) the relay signing key in `data_dir` and returns its public key (base64).
+Result<std::string> relaySigningPublicKey(const std::string& data_dir);
+// A relay-only node's config file: {"relay_trusted_keys": ["<base64>", ...]}.
+Result<std::vector<std::string>> loadRelayOnlyConfig(const std::string& path);
 
 std::string defaultDataDir();
 
