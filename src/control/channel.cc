@@ -35,7 +35,7 @@ Result<std::shared_ptr<grpc::Channel>> makeChannel(const ControlUrl& url,
 }
 
 void prepareContext(grpc::ClientContext& context, const std::string& token) {
-  context.AddMetadata("authorization", "Bearer " + token);
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
   context.AddMetadata("wsa-api-version", kApiVersion);
 }
 

@@ -28,6 +28,7 @@ class Stream final : public RelayStream,
     if (cb_.on_context) cb_.on_context(&ctx_);
     stub_->async()->Relay(&ctx_, this);
     hello_.set_hello_key(std::string(hello.begin(), hello.end()));
+    if (!cb_.ticket.empty()) hello_.mutable_ticket()->ParseFromString(cb_.ticket);
     // The hold keeps OnDone away until reading has ended and no write can start any more.
     AddHold();
     writing_ = true;
@@ -51,6 +52,16 @@ class Stream final : public RelayStream,
     p->set_payload(reinterpret_cast<const char*>(datagram.data()), datagram.size());
     if (!writing_) writeNextLocked();
     return true;
+  }
+
+  void setTicket(const std::string& ticket) override {
+    std::lock_guard l(mu_);
+    if (finished_) return;
+    if (!pending_.mutable_ticket()->ParseFromString(ticket)) {
+      pending_.clear_ticket();
+      return;
+    }
+    if (!writing_) writeNextLocked();
   }
 
   void cancel() override { ctx_.TryCancel(); }
@@ -138,7 +149,7 @@ class Stream final : public RelayStream,
  private:
   // Moves up to kMaxPacketsPerMessage pending packets into the message in flight.
   void writeNextLocked() {
-    if (pending_.packets_size() == 0) {
+    if (pending_.packets_size() == 0 && !pending_.has_ticket()) {
       writing_ = false;
       return;
     }
@@ -146,6 +157,8 @@ class Stream final : public RelayStream,
     if (pending_.packets_size() <= static_cast<int>(kMaxPacketsPerMessage)) {
       inflight_.Swap(&pending_);
     } else {
+      if (pending_.has_ticket()) inflight_.mutable_ticket()->Swap(pending_.mutable_ticket());
+      pending_.clear_ticket();
       auto* from = pending_.mutable_packets();
       for (int i = 0; i < static_cast<int>(kMaxPacketsPerMessage); ++i) {
         inflight_.add_packets()->Swap(from->Mutable(i));

@@ -65,7 +65,8 @@ class Coordinator::Impl {
   CoordinatorTransport transport_;
   std::shared_ptr<control::CoordinateStream> stream_;
 
-  bool relay_on_ = false;  // the session wants a relay stream
+  bool relay_on_ = false;                    // the session wants a relay stream
+  std::optional<std::string> relay_ticket_;  // serialized overlay.v1.RelayTicket
   uint64_t relay_gen_ = 0;
   std::string id_;
   Coordinator::Discovered discovered_;
@@ -141,6 +142,10 @@ void Coordinator::Impl::onResponse(uint64_t session, const ov::CoordinateRespons
     if (options_.relay.open == CoordinatorOptions::Relay::Open::kAfterFirstResponse) {
       startRelay();
     }
+  }
+  if (r.has_relay_ticket()) {
+    relay_ticket_ = r.relay_ticket().SerializeAsString();
+    if (engine_.relayStream()) engine_.relayStream()->setTicket(*relay_ticket_);
   }
   if (!r.error().empty()) {
     if (hooks_.on_server_error) {
@@ -327,6 +332,7 @@ void Coordinator::Impl::openRelay() {
     });
     relay_backoff_ = std::min<Duration>(relay_backoff_ * 2, options_.relay.backoff_cap);
   };
+  if (relay_ticket_) cb.ticket = *relay_ticket_;
   engine_.setRelayStream(transport_.relay(engine_.publicKey(), std::move(cb)));
 }
 
@@ -478,6 +484,10 @@ Status Coordinator::setRoute(const std::string& id, Route route) {
   if (it == impl_->peers_.end()) return makeError("no overlay peer " + id);
   it->second.route = route;
   return impl_->configure(it->second);
+}
+
+const std::string* Coordinator::relayTicket() const {
+  return impl_->relay_ticket_ ? &*impl_->relay_ticket_ : nullptr;
 }
 
 const wg::PeerConfig* Coordinator::peer(const std::string& id) const {

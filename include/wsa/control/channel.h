@@ -26,7 +26,7 @@ struct ChannelOptions {
 
 Result<std::shared_ptr<grpc::Channel>> makeChannel(const ControlUrl& url,
                                                    const ChannelOptions& options = {});
-// Adds "authorization: Bearer <token>" and the API version to a call.
+// Adds "authorization: Bearer <token>" (none when `token` is empty) and the API version to a call.
 void prepareContext(grpc::ClientContext& context, const std::string& token);
 
 }  // namespace wsa::control

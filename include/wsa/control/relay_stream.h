@@ -57,11 +57,16 @@ class RelayStream {
     // Optional: the call's context, before the call starts (to register it for cancellation);
     // valid until on_done returns.
     std::function<void(grpc::ClientContext*)> on_context;
+    // Optional, not a callback: a serialized overlay.v1.RelayTicket sent with the hello (what
+    // relay-only nodes require; the control server's built-in relay ignores it).
+    std::string ticket;
   };
   static constexpr size_t kDefaultMaxQueued = 1024;
   static constexpr size_t kMaxPacketsPerMessage = 64;
 
-  // Opens the stream; `hello_key` must be the key the caller published through Coordinate.
+  // Opens the stream; `hello_key` must be the key the caller published through Coordinate (or
+  // the key of callbacks.ticket, for a relay-only node). An empty `token` sends no
+  // authorization metadata (relay-only nodes take none: never hand them the control token).
   static std::shared_ptr<RelayStream> start(const std::shared_ptr<grpc::Channel>& channel,
                                             const std::string& token, const Key& hello_key,
                                             Callbacks callbacks,
@@ -70,6 +75,9 @@ class RelayStream {
 
   // Queues one datagram for the peer with public key `to`; false if it was dropped.
   virtual bool send(const Key& to, std::span<const uint8_t> datagram) = 0;
+  // Sends a fresher ticket (serialized overlay.v1.RelayTicket) to the server, with the next
+  // message or at once. Thread-safe; ignored once the stream ended.
+  virtual void setTicket(const std::string& ticket) = 0;
   virtual void cancel() = 0;
   virtual bool ready() const = 0;
   virtual RelayStreamStats stats() const = 0;

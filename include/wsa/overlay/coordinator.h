@@ -195,6 +195,10 @@ class Coordinator {
   const Discovery::Stats* discoveryStats() const;
   // The endpoints we publish now, with their kinds (overlay::v1::Candidate::Kind).
   std::vector<std::pair<wg::Endpoint, int>> ownCandidates() const;
+  // The latest relay ticket the control server sent (a serialized overlay.v1.RelayTicket), or
+  // null before the first. It goes with every relay hello, and to the open relay stream when a
+  // fresher one arrives; the ticket is what relay-only nodes take (docs/protocol.md).
+  const std::string* relayTicket() const;
   // The peer as its node last described it, if known.
   const wg::PeerConfig* peer(const std::string& id) const;
   size_t peerCount() const;

@@ -21,11 +21,24 @@ using namespace std::chrono_literals;
 
 enum class Mode { kEcho, kRefuse, kStall };
 
+// The tickets the server saw (hello's and later ones), and whether calls carried a token.
+struct Seen {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> ticket_bodies;
+  int calls_with_token = 0;
+};
+
 class Reactor final : public test::QueuedReactor<ov::RelayRequest, ov::RelayResponse> {
  public:
-  explicit Reactor(Mode mode) : mode_(mode) { StartRead(&req_); }
+  Reactor(Mode mode, Seen& seen) : mode_(mode), seen_(seen) { StartRead(&req_); }
   void OnReadDone(bool ok) override {
     if (!ok) return finishWhenIdle(grpc::Status::OK);
+    if (req_.has_ticket()) {
+      std::lock_guard l(seen_.mu);
+      seen_.ticket_bodies.push_back(req_.ticket().body());
+      seen_.cv.notify_all();
+    }
     if (!hello_) {
       hello_ = true;
       if (mode_ == Mode::kRefuse)
@@ -43,6 +56,7 @@ class Reactor final : public test::QueuedReactor<ov::RelayRequest, ov::RelayResp
 
  private:
   Mode mode_;
+  Seen& seen_;
   ov::RelayRequest req_;
   bool hello_ = false;
 };
@@ -51,9 +65,14 @@ class Service final : public ov::Overlay::CallbackService {
  public:
   explicit Service(Mode mode) : mode_(mode) {}
   grpc::ServerBidiReactor<ov::RelayRequest, ov::RelayResponse>* Relay(
-      grpc::CallbackServerContext*) override {
-    return new Reactor(mode_);
+      grpc::CallbackServerContext* call) override {
+    if (call->client_metadata().count("authorization") > 0) {
+      std::lock_guard l(seen.mu);
+      ++seen.calls_with_token;
+    }
+    return new Reactor(mode_, seen);
   }
+  Seen seen;
 
  private:
   Mode mode_;
@@ -83,8 +102,11 @@ class RelayStreamTest : public ::testing::Test {
     ASSERT_TRUE(server_->ok());
     channel_ = server_->channel();
   }
-  std::shared_ptr<RelayStream> open(size_t max_queued = RelayStream::kDefaultMaxQueued) {
+  std::shared_ptr<RelayStream> open(size_t max_queued = RelayStream::kDefaultMaxQueued,
+                                    const std::string& token = "token",
+                                    const std::string& ticket = "") {
     RelayStream::Callbacks cb;
+    cb.ticket = ticket;
     cb.post = [](std::function<void()> f) { f(); };  // inline: state below is locked
     cb.on_ready = [this] {
       std::lock_guard l(obs_.mu);
@@ -104,7 +126,7 @@ class RelayStreamTest : public ::testing::Test {
     };
     RelayStream::Key hello{};
     hello.fill(7);
-    return RelayStream::start(channel_, "token", hello, std::move(cb), max_queued);
+    return RelayStream::start(channel_, token, hello, std::move(cb), max_queued);
   }
 
   Observed obs_;
@@ -117,6 +139,30 @@ RelayStream::Key key(uint8_t b) {
   RelayStream::Key k{};
   k.fill(b);
   return k;
+}
+
+TEST_F(RelayStreamTest, CarriesATicketInTheHelloAndFresherOnesLaterWithoutAToken) {
+  serve(Mode::kEcho);
+  ov::RelayTicket t;
+  t.set_body("first");
+  auto s = open(RelayStream::kDefaultMaxQueued, /*token=*/"", t.SerializeAsString());
+  ASSERT_TRUE(obs_.waitFor([&] { return obs_.ready; }, 10s));
+  t.set_body("second");
+  s->setTicket(t.SerializeAsString());  // nothing else to send: goes at once
+  {
+    std::unique_lock l(service_->seen.mu);
+    ASSERT_TRUE(service_->seen.cv.wait_for(
+        l, 10s, [&] { return service_->seen.ticket_bodies.size() >= 2; }));
+    EXPECT_EQ(service_->seen.ticket_bodies, (std::vector<std::string>{"first", "second"}));
+    EXPECT_EQ(service_->seen.calls_with_token, 0);  // an empty token sends no authorization
+  }
+  // Datagrams still flow after it.
+  std::string d = "after the ticket";
+  ASSERT_TRUE(s->send(key(1), {reinterpret_cast<const uint8_t*>(d.data()), d.size()}));
+  ASSERT_TRUE(obs_.waitFor([&] { return !obs_.packets.empty(); }, 10s));
+  EXPECT_EQ(obs_.packets[0].second, d);
+  s->cancel();
+  ASSERT_TRUE(obs_.waitFor([&] { return obs_.done; }, 10s));
 }
 
 TEST_F(RelayStreamTest, DropsBeforeTheHelloIsAcknowledgedThenCarriesEveryDatagramInOrder) {

@@ -36,8 +36,10 @@ class FakeRelay final : public control::RelayStream {
     ++stats_.packets_sent;
     return true;
   }
+  void setTicket(const std::string& t) override { tickets.push_back(t); }
   void cancel() override { cancelled = true; }
   bool ready() const override { return ready_; }
+  std::vector<std::string> tickets;
   control::RelayStreamStats stats() const override { return stats_; }
   bool ready_ = false;
   bool cancelled = false;
@@ -322,6 +324,36 @@ TEST_F(CoordinatorTest, AServerErrorIsReportedAndTheHookDecides) {
   r.set_error("minor");
   respond(r);
   EXPECT_EQ(events.size(), 1u);
+}
+
+TEST_F(CoordinatorTest, TheLatestRelayTicketGoesWithTheHelloAndToTheOpenStream) {
+  make();
+  startSession();
+  ASSERT_EQ(relays.size(), 1u);  // opened with the session, before any ticket
+  EXPECT_EQ(coordinator->relayTicket(), nullptr);
+  EXPECT_TRUE(relay_cbs[0].ticket.empty());
+
+  ov::CoordinateResponse r;
+  r.mutable_relay_ticket()->set_body("body-1");
+  r.mutable_relay_ticket()->set_signature("sig-1");
+  respond(r);
+  ASSERT_NE(coordinator->relayTicket(), nullptr);
+  ov::RelayTicket t;
+  ASSERT_TRUE(t.ParseFromString(*coordinator->relayTicket()));
+  EXPECT_EQ(t.body(), "body-1");
+  ASSERT_EQ(relays[0]->tickets.size(), 1u);  // the open stream refreshes
+  EXPECT_EQ(relays[0]->tickets[0], *coordinator->relayTicket());
+
+  // Responses without a ticket keep it; the next stream's hello carries the latest.
+  respond(nodeUpdate("c1", key1));
+  r.mutable_relay_ticket()->set_body("body-2");
+  respond(r);
+  relay_cbs[0].on_done(14, "unavailable");
+  clock.advance(250ms);
+  ASSERT_EQ(relays.size(), 2u);
+  ASSERT_TRUE(t.ParseFromString(relay_cbs[1].ticket));
+  EXPECT_EQ(t.body(), "body-2");
+  EXPECT_EQ(relays[0]->tickets.size(), 2u);
 }
 
 TEST_F(CoordinatorTest, TheRelayIsReopenedWithBackoffWhileTheSessionRuns) {
