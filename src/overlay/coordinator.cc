@@ -146,6 +146,11 @@ void Coordinator::Impl::onResponse(uint64_t session, const ov::CoordinateRespons
   if (r.has_relay_ticket()) {
     relay_ticket_ = r.relay_ticket().SerializeAsString();
     if (engine_.relayStream()) engine_.relayStream()->setTicket(*relay_ticket_);
+    if (hooks_.on_relay_ticket) {
+      std::weak_ptr<bool> alive = alive_;
+      hooks_.on_relay_ticket(*relay_ticket_);
+      if (alive.expired() || session != session_) return;  // the hook ended it
+    }
   }
   if (!r.error().empty()) {
     if (hooks_.on_server_error) {

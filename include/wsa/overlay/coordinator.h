@@ -143,6 +143,10 @@ struct CoordinatorHooks {
   std::function<void()> on_relay_ready;
   // The relay stream ended (before a reopen, if any).
   std::function<void(int code, const std::string& message)> on_relay_ended;
+  // The control server sent a fresh relay ticket (serialized overlay.v1.RelayTicket; also in
+  // relayTicket()), after it went to the coordinator's own relay stream: for relay streams to
+  // other relay nodes (setTicket).
+  std::function<void(const std::string& ticket)> on_relay_ticket;
 };
 
 class Coordinator {

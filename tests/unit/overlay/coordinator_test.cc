@@ -69,6 +69,7 @@ class CoordinatorTest : public ::testing::Test {
     };
     h.on_relay_ready = [this] { ++relay_ready; };
     h.on_relay_ended = [this](int code, const std::string&) { relay_ended.push_back(code); };
+    h.on_relay_ticket = [this](const std::string& t) { tickets_heard.push_back(t); };
     if (server_error) h.on_server_error = server_error;
     coordinator = std::make_unique<Coordinator>(*engine, clock, std::move(o), std::move(h));
   }
@@ -159,6 +160,7 @@ class CoordinatorTest : public ::testing::Test {
   std::vector<std::pair<int, std::string>> done;
   int relay_ready = 0;
   std::vector<int> relay_ended;
+  std::vector<std::string> tickets_heard;
   const wg::PublicKey key1 = wg::publicKeyOf(wg::generatePrivateKey());
   const wg::PublicKey key2 = wg::publicKeyOf(wg::generatePrivateKey());
 };
@@ -343,6 +345,8 @@ TEST_F(CoordinatorTest, TheLatestRelayTicketGoesWithTheHelloAndToTheOpenStream) 
   EXPECT_EQ(t.body(), "body-1");
   ASSERT_EQ(relays[0]->tickets.size(), 1u);  // the open stream refreshes
   EXPECT_EQ(relays[0]->tickets[0], *coordinator->relayTicket());
+  ASSERT_EQ(tickets_heard.size(), 1u);  // and the hook hears it
+  EXPECT_EQ(tickets_heard[0], *coordinator->relayTicket());
 
   // Responses without a ticket keep it; the next stream's hello carries the latest.
   respond(nodeUpdate("c1", key1));
@@ -354,6 +358,7 @@ TEST_F(CoordinatorTest, TheLatestRelayTicketGoesWithTheHelloAndToTheOpenStream) 
   ASSERT_TRUE(t.ParseFromString(relay_cbs[1].ticket));
   EXPECT_EQ(t.body(), "body-2");
   EXPECT_EQ(relays[0]->tickets.size(), 2u);
+  EXPECT_EQ(tickets_heard.size(), 2u);
 }
 
 TEST_F(CoordinatorTest, TheRelayIsReopenedWithBackoffWhileTheSessionRuns) {
