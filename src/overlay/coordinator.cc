@@ -70,6 +70,16 @@ class Coordinator::Impl {
   uint64_t relay_gen_ = 0;
   std::string id_;
   Coordinator::Discovered discovered_;
+  // ready_for_handshake held back until the relay stream is up (bounded).
+  static constexpr size_t kMaxPendingReady = 4096;
+  std::vector<std::string> pending_ready_;
+  void sendPendingReady() {
+    if (pending_ready_.empty() || session_ == 0 || !stream_) return;
+    ov::CoordinateRequest ready;
+    for (const auto& id : pending_ready_) ready.add_ready_for_handshake()->set_id(id);
+    pending_ready_.clear();
+    stream_->send(ready);
+  }
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<Timer> interfaces_timer_;
   std::vector<std::pair<wg::Endpoint, int>> last_local_;
@@ -119,6 +129,7 @@ uint64_t Coordinator::Impl::start(const std::string& id, CoordinatorTransport tr
 void Coordinator::Impl::stop(uint64_t session) {
   if (session == 0 || session != session_) return;
   session_ = 0;
+  pending_ready_.clear();
   stopRelay();
   if (stream_) stream_->cancel();
   stream_.reset();
@@ -128,6 +139,7 @@ void Coordinator::Impl::stop(uint64_t session) {
 void Coordinator::Impl::onStreamDone(uint64_t session) {
   if (session != session_) return;
   session_ = 0;
+  pending_ready_.clear();
   stopRelay();
   stream_.reset();
   transport_ = {};
@@ -168,8 +180,19 @@ void Coordinator::Impl::onResponse(uint64_t session, const ov::CoordinateRespons
       ready.add_ready_for_handshake()->set_id(u.id());
     }
   }
-  // Tell the new peers (clients wait for it) that their first handshake will be answered.
-  if (ready.ready_for_handshake_size() > 0 && stream_) stream_->send(ready);
+  // Tell the new peers (clients wait for it) that their first handshake will be answered —
+  // once our relay stream is up when we keep one: a client's first initiation usually comes
+  // through the relay, and our answer would be lost without it (the client would retry only
+  // after REKEY_TIMEOUT, 5 s).
+  if (ready.ready_for_handshake_size() > 0 && stream_) {
+    if (relay_on_ && !engine_.relayReady()) {
+      for (const auto& peer : ready.ready_for_handshake()) {
+        if (pending_ready_.size() < kMaxPendingReady) pending_ready_.push_back(peer.id());
+      }
+    } else {
+      stream_->send(ready);
+    }
+  }
 }
 
 // Our node: id, key, addresses, and (unless told not to publish them) the endpoints — the
@@ -312,6 +335,7 @@ void Coordinator::Impl::openRelay() {
     log_->info("relay: connected through the control server");
     relay_warned_ = false;
     engine_.relayConnected();
+    sendPendingReady();
     if (hooks_.on_relay_ready) hooks_.on_relay_ready();
   };
   cb.on_packets = [this, alive, gen](control::RelayStream::Packets p) {

@@ -461,7 +461,8 @@ void PeerPaths::receive(const wg::Endpoint& from, std::span<const uint8_t> datag
             m.setPath(p, Path::kDirect, from, latency);
           } else if (p.best == from) {
             p.best_latency = latency;
-          } else if (toMs(latency) < m.t_.better_ratio * toMs(p.best_latency)) {
+          } else if (toMs(latency) < m.t_.better_ratio * toMs(p.best_latency) &&
+                     toMs(p.best_latency) - toMs(latency) >= m.t_.better_margin_ms) {
             m.setPath(p, Path::kDirect, from, latency);
           }
         }

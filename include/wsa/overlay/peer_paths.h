@@ -18,7 +18,7 @@
 //     `active_window`) or `heartbeat_idle` (keeps NAT mappings open); a heartbeat unanswered
 //     for `ping_timeout` moves the peer back to the relay and discovery starts again. Every
 //     `upgrade_interval` while active, all candidates are pinged again (a better path wins when
-//     its latency is below `better_ratio` of the current one).
+//     its latency is below `better_ratio` of the current one and `better_margin_ms` lower).
 //   - Policy: `direct` false (the manifest's disable_direct_connections, `wsa --relay always`):
 //     the relay only and not one probe sent; `relay` false (`--relay never`): the first
 //     candidate until a path is confirmed, and no relay.
@@ -55,6 +55,8 @@ struct PathTiming {
   Duration active_window = std::chrono::seconds(45);
   Duration upgrade_interval = std::chrono::seconds(30);
   double better_ratio = 0.8;
+  // ... and by at least this much: no hunting among paths that are all fast.
+  double better_margin_ms = 2.0;
 };
 
 struct PathPolicy {

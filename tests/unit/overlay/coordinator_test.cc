@@ -117,6 +117,11 @@ class CoordinatorTest : public ::testing::Test {
     return r;
   }
   void respond(const ov::CoordinateResponse& r) { coord_cb.on_response(r); }
+  // The relay stream opened last is acknowledged by the server.
+  void ackRelay() {
+    relays.back()->ready_ = true;
+    if (relay_cbs.back().on_ready) relay_cbs.back().on_ready();
+  }
   // The ids of the ready_for_handshake requests sent so far.
   std::vector<std::string> readySent() const {
     std::vector<std::string> ids;
@@ -200,6 +205,7 @@ TEST_F(CoordinatorTest, AClientPublishesNoEndpointsAndAsksForItsTunnel) {
 TEST_F(CoordinatorTest, PeerUpdatesReachTheDevice) {
   make();
   startSession();
+  ackRelay();
   respond(nodeUpdate("c1", key1));
   auto st = engine->device().peer(key1);
   ASSERT_TRUE(st);
@@ -237,9 +243,24 @@ TEST_F(CoordinatorTest, PeerUpdatesReachTheDevice) {
   EXPECT_TRUE(engine->device().peers().empty());
 }
 
+TEST_F(CoordinatorTest, ReadyForHandshakeWaitsForTheRelayStream) {
+  make();
+  startSession();
+  // A client's first initiation comes through the relay: until ours is acknowledged the
+  // answer would be lost, so the ready_for_handshake is held back...
+  respond(nodeUpdate("c1", key1));
+  EXPECT_TRUE(readySent().empty());
+  // ...and sent once it is.
+  ackRelay();
+  EXPECT_EQ(readySent(), std::vector<std::string>{"c1"});
+  respond(nodeUpdate("c2", key2));
+  EXPECT_EQ(readySent(), (std::vector<std::string>{"c1", "c2"}));
+}
+
 TEST_F(CoordinatorTest, SeveralNewPeersInOneResponseGetOneReady) {
   make();
   startSession();
+  ackRelay();
   auto r = nodeUpdate("c1", key1);
   *r.add_peer_updates() = nodeUpdate("c2", key2).peer_updates(0);
   respond(r);
