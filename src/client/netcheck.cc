@@ -1,21 +1,17 @@
-#include <grpcpp/grpcpp.h>
-
 #include <asio/io_context.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "client/commands.h"
+#include "client/session.h"
 #include "wsa/common/clock.h"
 #include "wsa/control/channel.h"
 #include "wsa/control/url.h"
 #include "wsa/overlay/discovery.h"
-#include "wsa/overlay/v1/overlay_service.grpc.pb.h"
 #include "wsa/wg/udp.h"
 
 namespace wsa::client {
-
-namespace ov = wsa::overlay::v1;
 
 // `wsa netcheck`: what this machine's network allows, as the overlay would find it — one STUN
 // round from a fresh UDP socket to every STUN server of the relay map.
@@ -24,18 +20,10 @@ Exit runNetcheck(const std::string& url_text, const std::string& token, bool jso
   if (!url) return Exit::usage("--url: " + url.error());
   auto channel = control::makeChannel(*url);
   if (!channel) return Exit::failure(channel.error());
-  auto stub = ov::Overlay::NewStub(*channel);
-  grpc::ClientContext ctx;
-  control::prepareContext(ctx, token);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto reader = stub->StreamRelayMaps(&ctx, ov::StreamRelayMapsRequest());
-  ov::RelayMap map;
-  bool got = reader->Read(&map);
-  ctx.TryCancel();
-  grpc::Status st = reader->Finish();
-  if (!got) return Exit::failure("relay map: " + st.error_message());
-  std::string host = url->scheme == control::ControlUrl::Scheme::kUnix ? "" : url->host;
-  auto targets = overlay::stunTargetsFromRelayMap(map, host, /*resolve_hostnames=*/true);
+  auto fetched = fetchStunTargets(*channel, token, url_text, /*resolve_hostnames=*/true,
+                                  std::chrono::seconds(10));
+  if (!fetched) return Exit::failure(fetched.error());
+  const overlay::StunTargets& targets = *fetched;
   if (targets.targets.empty()) {
     std::string why =
         targets.skipped.empty() ? "the relay map lists no STUN server" : targets.skipped.front();
@@ -66,14 +54,7 @@ Exit runNetcheck(const std::string& url_text, const std::string& token, bool jso
   d.stop();
   if (!report) return Exit::failure("no STUN round completed");
 
-  int preferred = 0;
-  double best = 0;
-  for (const auto& [region, ms] : report->latency_ms) {
-    if (preferred == 0 || ms < best) {
-      preferred = region;
-      best = ms;
-    }
-  }
+  int preferred = overlay::nearestRegion(report->latency_ms);
   if (json) {
     nlohmann::json j;
     j["reflexive"] = nlohmann::json::array();

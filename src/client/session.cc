@@ -107,29 +107,38 @@ Exit Session::lookup() {
   return Exit::success();
 }
 
-// The relay map's first message: its STUN servers are where endpoint discovery asks (a client
-// session is short; the agent keeps following the map). Without it: no discovery, the relay and
-// the local endpoints still work.
-void Session::readRelayMap() {
-  if (options_.relay == RelayMode::kAlways) return;  // no probes, no use for reflexive endpoints
-  auto stub = ov::Overlay::NewStub(channel_);
+Result<overlay::StunTargets> fetchStunTargets(const std::shared_ptr<grpc::Channel>& channel,
+                                              const std::string& token, const std::string& url,
+                                              bool resolve_hostnames,
+                                              std::chrono::seconds timeout) {
+  auto stub = ov::Overlay::NewStub(channel);
   grpc::ClientContext ctx;
-  control::prepareContext(ctx, options_.token);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  control::prepareContext(ctx, token);
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   auto reader = stub->StreamRelayMaps(&ctx, ov::StreamRelayMapsRequest());
   ov::RelayMap map;
   bool got = reader->Read(&map);
   ctx.TryCancel();
-  reader->Finish().ok();
-  if (!got) {
-    log_->info("no relay map from the control server: no endpoint discovery");
+  grpc::Status st = reader->Finish();
+  if (!got) return makeError("relay map: " + st.error_message());
+  auto parsed = control::parseControlUrl(url);
+  std::string host =
+      parsed && parsed->scheme != control::ControlUrl::Scheme::kUnix ? parsed->host : "";
+  return overlay::stunTargetsFromRelayMap(map, host, resolve_hostnames);
+}
+
+// Where endpoint discovery asks (a client session is short; the agent keeps following the
+// map). Without a map: no discovery, the relay and the local endpoints still work.
+void Session::readRelayMap() {
+  if (options_.relay == RelayMode::kAlways) return;  // no probes, no use for reflexive endpoints
+  auto targets = fetchStunTargets(channel_, options_.token, options_.url,
+                                  /*resolve_hostnames=*/false, std::chrono::seconds(5));
+  if (!targets) {
+    log_->info("{}: no endpoint discovery", targets.error());
     return;
   }
-  auto url = control::parseControlUrl(options_.url);
-  std::string host = url && url->scheme != control::ControlUrl::Scheme::kUnix ? url->host : "";
-  auto targets = overlay::stunTargetsFromRelayMap(map, host);
-  for (const auto& skipped : targets.skipped) log_->info("relay map: {}", skipped);
-  stun_targets_ = std::move(targets.targets);
+  for (const auto& skipped : targets->skipped) log_->info("relay map: {}", skipped);
+  stun_targets_ = std::move(targets->targets);
 }
 
 Exit Session::run(Command& command) {

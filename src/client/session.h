@@ -50,6 +50,12 @@ class logger;
 
 namespace wsa::client {
 
+// The STUN servers of the control server's relay map: its first StreamRelayMaps message (the
+// call is then cancelled), within `timeout`. An error when no map came.
+Result<overlay::StunTargets> fetchStunTargets(const std::shared_ptr<grpc::Channel>& channel,
+                                              const std::string& token, const std::string& url,
+                                              bool resolve_hostnames, std::chrono::seconds timeout);
+
 class Session;
 
 // What a subcommand does over a session: `proxy`, `forward`, `speedtest` (and later

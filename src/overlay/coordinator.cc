@@ -392,14 +392,7 @@ void Coordinator::Impl::onReport(const DiscoveryReport& r) {
   d.reflexive = r.reflexive;
   d.mapping_varies = static_cast<int>(r.varies);
   d.relay_latency_ms = r.latency_ms;
-  // Home: the region with the lowest STUN round trip.
-  double best = 0;
-  for (const auto& [region, ms] : r.latency_ms) {
-    if (d.preferred_relay == 0 || ms < best) {
-      d.preferred_relay = region;
-      best = ms;
-    }
-  }
+  d.preferred_relay = nearestRegion(r.latency_ms);  // home: the lowest STUN round trip
   std::string refl;
   for (const auto& e : r.reflexive) refl += (refl.empty() ? "" : ", ") + e.toString();
   log_->info("endpoint discovery: reflexive {}, mapping varies by destination: {}, home region {}",

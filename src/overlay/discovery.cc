@@ -250,6 +250,18 @@ bool Discovery::onDatagram(const wg::Endpoint& from, std::span<const uint8_t> da
   return true;
 }
 
+int nearestRegion(const std::map<int, double>& latency_ms) {
+  int best = 0;
+  double best_ms = 0;
+  for (const auto& [region, ms] : latency_ms) {
+    if (best == 0 || ms < best_ms) {
+      best = region;
+      best_ms = ms;
+    }
+  }
+  return best;
+}
+
 StunTargets stunTargetsFromRelayMap(const v1::RelayMap& map, const std::string& control_host,
                                     bool resolve_hostnames) {
   StunTargets out;

@@ -226,7 +226,7 @@ int punch(const Args& args) {
   // Let the peer see some of ours too, if its own deadline has not passed.
   for (int i = 0; got && i < 5; ++i) {
     sendTo(fd, "punch", *peer);
-    std::this_thread::sleep_for(50ms);
+    receive(fd, 50ms);  // the peer's punches, drained while its own deadline runs
   }
   std::printf("%s %s\n", got ? "direct" : "blocked", formatAddress(*peer).c_str());
   return got ? 0 : 1;

@@ -155,6 +155,9 @@ class Discovery {
   Stats stats_;
 };
 
+// The region with the lowest latency (the home region); 0 when there is none.
+int nearestRegion(const std::map<int, double>& latency_ms);
+
 // STUN targets from a relay map: every node's stun_ports on its stun_host — when empty, the
 // host of the node's url, or `control_host` (the control server's host) when the url is empty
 // too. Only literal addresses are used unless `resolve_hostnames`: then host names go through

@@ -325,3 +325,15 @@ TEST(StunTargetsTest, FromARelayMap) {
 
 }  // namespace
 }  // namespace wsa::overlay
+
+namespace wsa::overlay {
+namespace {
+
+TEST(NearestRegion, TheLowestLatencyWinsAndNoneIsZero) {
+  EXPECT_EQ(nearestRegion({}), 0);
+  EXPECT_EQ(nearestRegion({{1, 12.5}, {2, 3.0}, {3, 40.0}}), 2);
+  EXPECT_EQ(nearestRegion({{4, 7.0}}), 4);
+}
+
+}  // namespace
+}  // namespace wsa::overlay
